@@ -1,0 +1,57 @@
+# ddpm-course: every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-unit test-notebooks test-slow run lab lint student data bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install ddpm_lib with the dev tools
+
+test: $(STAMP) ## unit tests, then every notebook under nbval in FAST mode
+	$(PY) -m pytest -m "not slow" tests
+	DDPM_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env notebooks/
+
+test-unit: $(STAMP) ## unit tests only
+	$(PY) -m pytest -m "not slow" tests
+
+test-notebooks: $(STAMP) ## notebooks only, under nbval in FAST mode
+	DDPM_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env notebooks/
+
+test-slow: $(STAMP) ## the slow tests too (minutes)
+	$(PY) -m pytest tests
+
+run: $(STAMP) ## execute every notebook headless into build/notebooks/ (FAST unless a GPU is found or DDPM_FAST=0)
+	@mkdir -p build/notebooks
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
+		--ExecutePreprocessor.kernel_name=python3 --output-dir build/notebooks $(NOTEBOOKS)
+
+lab: $(STAMP) ## JupyterLab in notebooks/
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+lint: $(STAMP) ## ruff on .py and .ipynb, and check notebooks carry no outputs
+	$(VENV)/bin/ruff check ddpm_lib tests benchmarks notebooks
+	$(VENV)/bin/nbstripout --verify $(NOTEBOOKS)
+
+student: $(STAMP) ## student copies (solutions removed) into build/student/
+	$(PY) -m ddpm_lib.student notebooks build/student
+
+data: $(STAMP) ## download Fashion-MNIST and CIFAR-10 into the data dir (needs internet)
+	$(PY) -m ddpm_lib.data download fashion_mnist cifar10
+
+bench: $(STAMP) ## speed of ddpm_lib's UNet against diffusers' UNet2DModel
+	$(PY) benchmarks/unet_throughput.py
+
+clean: ## remove build outputs and caches (keeps .venv, data/ and runs/)
+	rm -rf build .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

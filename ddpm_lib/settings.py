@@ -1,0 +1,162 @@
+"""One place for the course's switches: FAST mode, where data and runs live, the device, seeding.
+
+Every notebook and script reads its sizes from here instead of hard-coding numbers twice::
+
+    from ddpm_lib.settings import settings, seed_everything
+    steps = settings.train_steps          # 60 in FAST mode, 20_000 otherwise
+    batch = settings.pick(full=128, fast=16)
+
+Environment variables (read when the module is imported; call ``reload_settings()`` after changing them):
+
+- ``DDPM_FAST``: ``1`` shrinks data, models, step counts and timesteps so each notebook finishes in
+  about a minute on 2 CPU cores; ``0`` does the real thing. Unset: FAST exactly when no GPU is found.
+- ``DDPM_DATA_DIR``: where datasets are read from and downloaded to. Default: ``data/`` at the root of
+  the course repository when ``ddpm_lib`` is used from a checkout, else ``./data``.
+- ``DDPM_RUNS_DIR``: where training runs and checkpoints go. Default: ``runs/`` beside the data dir.
+- ``DDPM_DEVICE``: force ``cpu``, ``cuda``, ``cuda:1`` or ``mps``. Default: the best one available.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _repo_root() -> Path | None:
+    """The course checkout this package lives in, if any (a folder holding pyproject.toml + notebooks/)."""
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").is_file() and (here / "notebooks").is_dir():
+        return here
+    return None
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError(f"{name}={value!r} is not understood: use {name}=1 (on) or {name}=0 (off).")
+
+
+def best_device() -> torch.device:
+    """cuda if available, then Apple's mps, else cpu; ``DDPM_DEVICE`` overrides."""
+    forced = os.environ.get("DDPM_DEVICE", "").strip()
+    if forced:
+        dev = torch.device(forced)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"DDPM_DEVICE={forced!r} but no CUDA GPU is available: unset DDPM_DEVICE or use cpu.")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The course-wide switches, and the sizes that FAST mode shrinks.
+
+    The size fields hold the value for the current mode; ``pick(full, fast)`` does the same for any
+    number a notebook needs that is not listed here.
+    """
+
+    fast: bool
+    data_dir: Path
+    runs_dir: Path
+    device: torch.device
+    # sizes that FAST mode shrinks (value for the current mode)
+    num_timesteps: int  # diffusion steps T
+    train_steps: int  # optimizer steps in the training notebooks
+    batch_size: int
+    max_train_images: int | None  # None = the whole dataset
+    unet_preset: str  # the Fashion-MNIST model
+    sample_steps: int  # DDIM steps for quick sample grids
+    num_samples: int  # images in a sample grid
+
+    def pick(self, full: T, fast: T) -> T:
+        """``fast`` in FAST mode, else ``full``."""
+        return fast if self.fast else full
+
+    def banner(self) -> str:
+        mode = "FAST (tiny data, model and step counts)" if self.fast else "FULL (the real thing)"
+        return (
+            f"ddpm_lib settings: mode={mode}, device={self.device}, data_dir={self.data_dir}, "
+            f"runs_dir={self.runs_dir}"
+        )
+
+
+def load_settings() -> Settings:
+    """Read the environment and build a fresh :class:`Settings`."""
+    device = best_device()
+    fast_env = os.environ.get("DDPM_FAST")
+    fast = _parse_bool("DDPM_FAST", fast_env) if fast_env is not None else device.type != "cuda"
+
+    root = _repo_root()
+    default_data = (root / "data") if root is not None else Path.cwd() / "data"
+    data_dir = Path(os.environ.get("DDPM_DATA_DIR") or default_data).expanduser().resolve()
+    default_runs = (root / "runs") if root is not None else Path.cwd() / "runs"
+    runs_dir = Path(os.environ.get("DDPM_RUNS_DIR") or default_runs).expanduser().resolve()
+
+    def pick(full, fast_value):
+        return fast_value if fast else full
+
+    return Settings(
+        fast=fast,
+        data_dir=data_dir,
+        runs_dir=runs_dir,
+        device=device,
+        num_timesteps=pick(1000, 100),
+        train_steps=pick(20_000, 60),
+        batch_size=pick(128, 16),
+        max_train_images=pick(None, 512),
+        unet_preset=pick("fashion_mnist", "tiny"),
+        sample_steps=pick(50, 10),
+        num_samples=pick(64, 16),
+    )
+
+
+settings: Settings = load_settings()
+
+
+def reload_settings() -> Settings:
+    """Re-read the environment (after changing ``os.environ`` in a notebook) and return the new settings."""
+    global settings
+    settings = load_settings()
+    return settings
+
+
+def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and every GPU); optionally ask for deterministic kernels.
+
+    Returns a ``torch.Generator`` seeded with ``seed`` on the CPU, for cells that must give the same
+    result whatever ran before them (pass it explicitly to ``torch.randn(..., generator=g)``).
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        # warn_only: a few ops (e.g. some upsampling backward kernels on CUDA) have no deterministic
+        # version; we prefer a warning to a crash in a teaching notebook.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
