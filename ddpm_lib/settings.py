@@ -91,6 +91,10 @@ class Settings:
         """``fast`` in FAST mode, else ``full``."""
         return fast if self.fast else full
 
+    def run_dir(self, name: str) -> Path:
+        """Folder of a named training run; FAST runs get their own (``name-fast``) so they never mix with real ones."""
+        return self.runs_dir / (f"{name}-fast" if self.fast else name)
+
     def banner(self) -> str:
         mode = "FAST (tiny data, model and step counts)" if self.fast else "FULL (the real thing)"
         return (
