@@ -1,0 +1,147 @@
+"""ddpm_lib.student (make student): solutions replaced at the right indentation, copies parse, bad markers named."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from ddpm_lib import student
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def python_of(cell_source) -> str:
+    """A code cell as plain Python: IPython magics (%...) and shell lines (!...) become `pass`."""
+    text = "".join(cell_source) if isinstance(cell_source, list) else cell_source
+    out = []
+    for line in text.splitlines():
+        body = line.lstrip()
+        if body.startswith(("%", "!")):
+            out.append(line[: len(line) - len(body)] + "pass")
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def code(src, outputs=None, count=None):
+    return {"cell_type": "code", "metadata": {}, "source": src, "outputs": outputs or [], "execution_count": count}
+
+
+def md(src):
+    return {"cell_type": "markdown", "metadata": {}, "source": src}
+
+
+SOLVED = '''import torch
+
+def add_noise_mine(x0, noise, a):
+    """Docstring stays."""
+    ### BEGIN SOLUTION
+    y = a.sqrt() * x0
+    return y + (1 - a).sqrt() * noise
+    ### END SOLUTION
+
+class Box:
+    def area(self):
+        if True:
+            ### BEGIN SOLUTION
+            return 4
+            ### END SOLUTION
+'''
+
+
+def test_replacement_keeps_indentation_and_the_rest():
+    new, n = student.strip_solutions(SOLVED)
+    assert n == 2
+    lines = new.splitlines()
+    assert '    raise NotImplementedError("your code here")' in lines
+    assert '            raise NotImplementedError("your code here")' in lines
+    assert "y = a.sqrt() * x0" not in new and "return 4" not in new and "SOLUTION" not in new
+    assert '    """Docstring stays."""' in lines and lines[0] == "import torch"
+    ns: dict = {}
+    exec(compile(new, "<student>", "exec"), ns)
+    with pytest.raises(NotImplementedError, match="your code here"):
+        ns["add_noise_mine"](1, 2, 3)
+    with pytest.raises(NotImplementedError):
+        ns["Box"]().area()
+
+
+def test_notebook_copy_strips_outputs_and_leaves_other_cells(tmp_path):
+    nb = {
+        "cells": [
+            md("### BEGIN SOLUTION in markdown is just text"),
+            code(["x = 1\n", "%time y = 2\n"], outputs=[{"output_type": "stream", "name": "stdout", "text": "hi"}], count=3),
+            code(SOLVED.splitlines(keepends=True), count=4),
+        ],
+        "metadata": {"kernelspec": {"name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    src = tmp_path / "nb"
+    src.mkdir()
+    (src / "01_demo.ipynb").write_text(json.dumps(nb))
+    report = student.write_student_copies([src], tmp_path / "out")
+    assert report == {"01_demo.ipynb": 2}
+    out = json.loads((tmp_path / "out" / "01_demo.ipynb").read_text())
+    assert out["cells"][0] == nb["cells"][0]
+    assert out["cells"][1]["source"] == nb["cells"][1]["source"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in out["cells"] if c["cell_type"] == "code")
+    assert isinstance(out["cells"][2]["source"], list)
+    for c in out["cells"]:
+        if c["cell_type"] == "code":
+            ast.parse(python_of(c["source"]))
+    assert out["metadata"] == nb["metadata"]
+
+
+@pytest.mark.parametrize(
+    "src, problem",
+    [
+        ("def f():\n    ### BEGIN SOLUTION\n    return 1\n", "never closed"),
+        ("def f():\n    return 1\n    ### END SOLUTION\n", "without"),
+        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "second"),
+    ],
+)
+def test_unbalanced_markers_name_notebook_and_cell(tmp_path, src, problem, capsys):
+    nb = {"cells": [code("x = 1"), code(src)], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "03_bad.ipynb"
+    path.write_text(json.dumps(nb))
+    with pytest.raises(student.MarkerError, match=problem) as info:
+        student.write_student_copies([path], tmp_path / "out")
+    assert "03_bad.ipynb" in str(info.value) and "cell 1" in str(info.value)
+    assert not (tmp_path / "out" / "03_bad.ipynb").exists()
+    assert student.main([str(path), str(tmp_path / "out")]) == 1
+    assert "03_bad.ipynb" in capsys.readouterr().err
+
+
+def test_cli_usage_and_missing_input(tmp_path):
+    assert student.main([]) == 2
+    assert student.main([str(tmp_path / "nothing"), str(tmp_path / "out")]) == 1
+
+
+def course_notebooks():
+    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.skipif(not course_notebooks(), reason="no course notebooks written yet")
+def test_real_notebooks_student_copies(tmp_path):
+    report = student.write_student_copies([NOTEBOOKS], tmp_path)
+    for nb_path in course_notebooks():
+        original = json.loads(nb_path.read_text())
+        has_exercise = any(
+            c["cell_type"] == "code" and re.search(r"^\s*### BEGIN SOLUTION\s*$", "".join(c["source"]), re.M)
+            for c in original["cells"]
+        )
+        copy = json.loads((tmp_path / nb_path.name).read_text())
+        sources = ["".join(c["source"]) for c in copy["cells"] if c["cell_type"] == "code"]
+        for i, s in enumerate(sources):
+            try:
+                ast.parse(python_of(s))
+            except SyntaxError as e:
+                pytest.fail(f"{nb_path.name}: student copy of code cell {i} does not parse: {e}")
+        assert "### BEGIN SOLUTION" not in "".join(sources)
+        if has_exercise:
+            assert report[nb_path.name] >= 1
+            assert any('raise NotImplementedError("your code here")' in s for s in sources), nb_path.name
