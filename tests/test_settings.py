@@ -1,0 +1,118 @@
+"""ddpm_lib.settings: the FAST switch, folders, device choice, pick/run_dir, and seeding."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from ddpm_lib import settings as settings_mod
+
+
+@pytest.fixture
+def env():
+    """Set/unset environment variables and re-read the settings; restore both afterwards."""
+    mp = pytest.MonkeyPatch()
+
+    def set_env(**kw):
+        for k, v in kw.items():
+            if v is None:
+                mp.delenv(k, raising=False)
+            else:
+                mp.setenv(k, str(v))
+        return settings_mod.reload_settings()
+
+    yield set_env
+    mp.undo()
+    settings_mod.reload_settings()
+
+
+@pytest.mark.parametrize("value, fast", [("1", True), ("true", True), ("ON", True), ("0", False), ("no", False), (" off ", False)])
+def test_fast_values(env, value, fast):
+    s = env(DDPM_FAST=value, DDPM_DEVICE="cpu")
+    assert s.fast is fast
+    assert settings_mod.settings is s  # reload_settings rebinds the module attribute
+
+
+@pytest.mark.parametrize("bad", ["2", "fast", "yes please"])
+def test_fast_bad_value_is_a_clear_error(env, bad):
+    with pytest.raises(ValueError, match=r"DDPM_FAST=.*DDPM_FAST=1.*DDPM_FAST=0"):
+        env(DDPM_FAST=bad)
+
+
+def test_default_fast_iff_no_cuda(env, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    s = env(DDPM_FAST=None, DDPM_DEVICE=None)
+    assert s.fast and s.device.type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # pretend: nothing touches the GPU
+    s = env(DDPM_FAST=None, DDPM_DEVICE=None)
+    assert s.device.type == "cuda" and not s.fast
+    s = env(DDPM_FAST="1")
+    assert s.fast  # the switch wins over the device
+
+
+def test_device_override(env, monkeypatch):
+    assert env(DDPM_DEVICE="cpu").device == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="DDPM_DEVICE"):
+        env(DDPM_DEVICE="cuda")
+
+
+def test_fast_sizes_are_smaller(env):
+    full, fast = env(DDPM_FAST=0, DDPM_DEVICE="cpu"), env(DDPM_FAST=1, DDPM_DEVICE="cpu")
+    for field in ("num_timesteps", "train_steps", "batch_size", "sample_steps", "num_samples"):
+        assert getattr(fast, field) < getattr(full, field), field
+    assert full.max_train_images is None and fast.max_train_images > 0
+
+
+def test_data_dir_and_runs_dir_overrides(env, tmp_path):
+    s = env(DDPM_DATA_DIR=tmp_path / "d", DDPM_RUNS_DIR=tmp_path / "r", DDPM_DEVICE="cpu")
+    assert s.data_dir == (tmp_path / "d").resolve() and s.runs_dir == (tmp_path / "r").resolve()
+    s = env(DDPM_DATA_DIR=None, DDPM_RUNS_DIR=None)
+    root = settings_mod._repo_root()
+    assert root is not None and s.data_dir == root / "data" and s.runs_dir == root / "runs"
+
+
+def test_pick_and_run_dir(env, tmp_path):
+    s = env(DDPM_FAST=1, DDPM_RUNS_DIR=tmp_path, DDPM_DEVICE="cpu")
+    assert s.pick(full=128, fast=16) == 16
+    assert s.run_dir("fashion_mnist") == tmp_path.resolve() / "fashion_mnist-fast"
+    s = env(DDPM_FAST=0)
+    assert s.pick(full=128, fast=16) == 128
+    assert s.run_dir("fashion_mnist") == tmp_path.resolve() / "fashion_mnist"
+    assert "FULL" in s.banner() and str(s.data_dir) in s.banner()
+
+
+def draws(g):
+    return (
+        random.random(),
+        float(np.random.rand()),
+        torch.rand(3).tolist(),
+        torch.randn(2, generator=g).tolist(),
+    )
+
+
+def test_seed_everything_reproducible():
+    g1 = settings_mod.seed_everything(123)
+    assert isinstance(g1, torch.Generator)
+    a = draws(g1)
+    g2 = settings_mod.seed_everything(123)
+    b = draws(g2)
+    assert a == b
+    c = draws(settings_mod.seed_everything(124))
+    assert c != a
+    # the returned generator is independent of the global stream: same values whatever ran before
+    g3 = settings_mod.seed_everything(123)
+    torch.rand(100)
+    assert torch.randn(2, generator=g3).tolist() == a[3]
+    assert torch.are_deterministic_algorithms_enabled()
+
+
+def test_seed_everything_rejects_bad_seed():
+    with pytest.raises(ValueError, match="seed"):
+        settings_mod.seed_everything(-1)
+    with pytest.raises(ValueError, match="seed"):
+        settings_mod.seed_everything(1.5)
