@@ -640,7 +640,7 @@ class Trainer:
             old = payload.get("train_config", {})
             changed = [k for k in old if k in cfg.to_dict() and old[k] != cfg.to_dict()[k]
                        and k not in ("resume", "overwrite", "steps", "progress", "out_dir", "num_workers", "sample_every",
-                                     "checkpoint_every", "log_every", "tensorboard", "device")]
+                                     "checkpoint_every", "log_every", "tensorboard", "device", "num_samples", "sample_steps", "sampler")]
             if changed and self.dist.is_main:
                 warnings.warn(f"resuming {latest} with changed settings: {', '.join(changed)}", stacklevel=3)
             self.load_state(payload)
