@@ -430,7 +430,10 @@ class DataStatus:
         if self.present:
             return f"{self.name:14s} present ({self.layout}) at {self.location}"
         alt = " (synthetic stand-in already written)" if self.synthetic_present else ""
-        return f"{self.name:14s} MISSING: looked for {self.expected[0].parent}{alt}"
+        where = str(self.expected[0].parent)
+        if self.name == "cifar10":
+            where += f" or {self.expected[0].parent.parent / 'cifar10'}/{{train,test}}/<class>/"
+        return f"{self.name:14s} MISSING: looked for {where}{alt}"
 
 
 def data_status(data_dir: str | os.PathLike | None = None) -> dict[str, DataStatus]:
