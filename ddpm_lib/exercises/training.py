@@ -1,0 +1,169 @@
+"""Checkers for notebook 04 (training).
+
+- ``check_diffusion_loss(fn)``: ``fn(model, x0, t, noise, alpha_bars) -> scalar tensor``, the simple loss of
+  Ho et al. 2020 (Algorithm 1, eq. 14): build x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, ask the
+  model for eps-hat = model(x_t, t), return the mean of (noise - eps-hat)^2.
+- ``check_ema_update(fn)``: ``fn(ema_params, params, decay) -> None``, updating every EMA tensor in place:
+  ema <- decay * ema + (1 - decay) * param.
+- ``check_ema_warmup(fn)``: ``fn(num_updates, decay) -> float``, the warm-up decay min(decay, (1 + n) / (10 + n)).
+
+The references are written here, in float64 loops, independently of :mod:`ddpm_lib.losses` and
+:mod:`ddpm_lib.ema`; a wrong answer is compared with the usual mistakes, and the matching one is named.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ddpm_lib.exercises import ExerciseError, call_student, passed
+
+__all__ = ["check_diffusion_loss", "check_ema_update", "check_ema_warmup"]
+
+
+class _ProbeModel(nn.Module):
+    """A tiny deterministic "network": eps-hat = w * x_t + c * t / T (it has parameters, so gradients can flow)."""
+
+    def __init__(self, T: int):
+        super().__init__()
+        self.T = T
+        self.w = nn.Parameter(torch.tensor(0.6))
+        self.c = nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x, t, labels=None):
+        return self.w * x + self.c * (t.to(x.dtype) / self.T).reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def _probe_inputs(seed: int = 0, T: int = 50):
+    g = torch.Generator().manual_seed(seed)
+    betas = torch.linspace(1e-3, 0.2, T, dtype=torch.float64)
+    alpha_bars = torch.cumprod(1 - betas, 0).float()
+    x0 = torch.rand(6, 1, 5, 5, generator=g) * 2 - 1
+    noise = torch.randn(6, 1, 5, 5, generator=g)
+    t = torch.tensor([0, 3, 11, 25, 40, 49])
+    return x0, noise, t, alpha_bars
+
+
+def _loss_variants(model, x0, noise, t, alpha_bars):
+    """(name, value) of the right loss and of the usual mistakes, computed sample by sample in float64."""
+    ab = alpha_bars.double()
+    T = ab.shape[0]
+
+    def per_sample(coef, target="noise", model_input="x_t", reduce="mean", err="sq"):
+        vals = []
+        for i, ti in enumerate(t.tolist()):
+            a, b = coef(ti)
+            x_t = a * x0[i].double() + b * noise[i].double()
+            inp = x_t if model_input == "x_t" else x0[i].double()
+            out = model(inp[None].float(), t[i:i + 1]).double()[0]
+            tgt = noise[i].double() if target == "noise" else x0[i].double()
+            d = (out - tgt) ** 2 if err == "sq" else (out - tgt).abs()
+            vals.append(d.sum() if reduce == "sum" else d.mean())
+        v = torch.stack(vals)
+        return v.sum() if reduce == "sum" else v.mean()
+
+    def right(ti):
+        return math.sqrt(ab[ti]), math.sqrt(1 - ab[ti])
+
+    yield "right", per_sample(right)
+    yield ("the coefficients need square roots: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise.",
+           per_sample(lambda ti: (float(ab[ti]), float(1 - ab[ti]))))
+    yield ("the network predicts the NOISE: compare its output with `noise`, not with x0.", per_sample(right, target="x0"))
+    yield ("give the model the noisy image x_t, not the clean x0.", per_sample(right, model_input="x0"))
+    yield ("use the mean of the squared error (F.mse_loss or ((eps - eps_hat) ** 2).mean()), not the sum.",
+           per_sample(right, reduce="sum"))
+    yield ("the simple loss squares the error (L2); you took the absolute value (L1).", per_sample(right, err="abs"))
+    yield ("alpha_bars[t] already is the value for timestep t (0-based): don't shift the index to t - 1.",
+           per_sample(lambda ti: (math.sqrt(ab[ti - 1]) if ti > 0 else 1.0, math.sqrt(1 - ab[ti - 1]) if ti > 0 else 0.0)))
+    yield ("x_t mixes x0 and noise with sqrt(abar_t) on x0 and sqrt(1 - abar_t) on the noise: the two are swapped.",
+           per_sample(lambda ti: (math.sqrt(1 - ab[ti]), math.sqrt(ab[ti]))))
+    del T
+
+
+def check_diffusion_loss(fn: Callable) -> None:
+    """Check ``fn(model, x0, t, noise, alpha_bars)`` returns the simple DDPM loss as a scalar tensor with gradients."""
+    name = "diffusion loss"
+    for seed in (0, 1):
+        x0, noise, t, alpha_bars = _probe_inputs(seed)
+        model = _ProbeModel(alpha_bars.shape[0])
+        got = call_student(name, fn, model, x0.clone(), t.clone(), noise.clone(), alpha_bars.clone())
+        if not isinstance(got, torch.Tensor):
+            raise ExerciseError(f"{name}: return a torch tensor (the loss), got {type(got).__name__}. "
+                                "Don't call .item(): the optimizer needs the tensor to backpropagate.")
+        if got.numel() != 1:
+            raise ExerciseError(f"{name}: return one number (shape ()), got shape {tuple(got.shape)}. "
+                                "Average over the batch and the pixels: .mean().")
+        if not got.requires_grad:
+            raise ExerciseError(f"{name}: the loss carries no gradient. Compute it from model(...)'s output with torch "
+                                "operations, without .detach(), .item() or torch.no_grad().")
+        with torch.no_grad():
+            variants = list(_loss_variants(model, x0, noise, t, alpha_bars))
+        value = float(got.detach())
+        right = float(variants[0][1])
+        if not math.isclose(value, right, rel_tol=1e-4, abs_tol=1e-6):
+            for hint, v in variants[1:]:
+                if math.isclose(value, float(v), rel_tol=1e-4, abs_tol=1e-6):
+                    raise ExerciseError(f"{name}: {hint}")
+            raise ExerciseError(
+                f"{name}: got {value:.6f}, expected {right:.6f}. Steps: ab = alpha_bars[t].reshape(-1, 1, 1, 1); "
+                "x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise; eps_hat = model(x_t, t); "
+                "return ((noise - eps_hat) ** 2).mean()."
+            )
+    passed(name, "This is Algorithm 1 of Ho et al.; ddpm_lib.losses.training_loss adds the random t and noise.")
+
+
+def check_ema_update(fn: Callable) -> None:
+    """Check ``fn(ema_params, params, decay)`` updates each EMA tensor in place: ema = decay * ema + (1 - decay) * p."""
+    name = "EMA update"
+    g = torch.Generator().manual_seed(0)
+    shapes = [(3, 4), (5,), (2, 1, 3, 3)]
+    for decay in (0.9, 0.5):
+        ema = [torch.randn(s, generator=g) for s in shapes]
+        params = [torch.randn(s, generator=g) for s in shapes]
+        before = [e.clone() for e in ema]
+        ids = [id(e) for e in ema]
+        returned = call_student(name, fn, ema, [p.clone() for p in params], decay)
+        expected = [[decay * float(e) + (1 - decay) * float(p) for e, p in zip(b.flatten(), q.flatten())]
+                    for b, q in zip(before, params)]
+        expected = [torch.tensor(v, dtype=torch.float64).reshape(s) for v, s in zip(expected, shapes)]
+        swapped = [(1 - decay) * b.double() + decay * q.double() for b, q in zip(before, params)]
+        if [id(e) for e in ema] != ids:
+            raise ExerciseError(f"{name}: don't replace the tensors in the list; update each one in place.")
+        unchanged = all(torch.equal(e, b) for e, b in zip(ema, before))
+        if unchanged:
+            if isinstance(returned, (list, tuple)) and len(returned) == len(ema):
+                raise ExerciseError(f"{name}: you returned new tensors, but the EMA tensors must change in place "
+                                    "(e.g. e.mul_(decay).add_(p, alpha=1 - decay), or e.copy_(...)).")
+            raise ExerciseError(f"{name}: the EMA tensors did not change. Writing `e = decay * e + ...` only rebinds a "
+                                "local name: update in place with e.mul_(decay).add_(p, alpha=1 - decay).")
+        if decay != 0.5 and all(torch.allclose(e.double(), s, atol=1e-6) for e, s in zip(ema, swapped)):
+            raise ExerciseError(f"{name}: decay and 1 - decay are swapped: the OLD average keeps the large weight "
+                                "`decay`, the new weights get 1 - decay.")
+        for e, ex in zip(ema, expected):
+            if not torch.allclose(e.double(), ex, atol=1e-6):
+                raise ExerciseError(f"{name}: wrong values (largest error {(e.double() - ex).abs().max():.3g}). "
+                                    "Each EMA tensor should become decay * ema + (1 - decay) * param.")
+    passed(name, "ddpm_lib.ema.EMA.update does the same for every weight of a model.")
+
+
+def check_ema_warmup(fn: Callable) -> None:
+    """Check ``fn(num_updates, decay)`` returns min(decay, (1 + n) / (10 + n))."""
+    name = "EMA warm-up decay"
+    for n, d in [(0, 0.9999), (1, 0.9999), (10, 0.9999), (90, 0.99), (1000, 0.999), (10**6, 0.9999)]:
+        got = call_student(name, fn, n, d)
+        want = min(d, (1.0 + n) / (10.0 + n))
+        try:
+            got_f = float(got)
+        except (TypeError, ValueError):
+            raise ExerciseError(f"{name}: return a number, got {type(got).__name__}.") from None
+        if not math.isclose(got_f, want, rel_tol=1e-9, abs_tol=1e-12):
+            if math.isclose(got_f, (1.0 + n) / (10.0 + n), rel_tol=1e-9):
+                raise ExerciseError(f"{name}: the decay must never exceed `decay`: take min(decay, (1 + n) / (10 + n)).")
+            if math.isclose(got_f, max(d, (1.0 + n) / (10.0 + n)), rel_tol=1e-9):
+                raise ExerciseError(f"{name}: use min(...), not max(...): early on the decay must be SMALL so the average "
+                                    "forgets the random initial weights quickly.")
+            raise ExerciseError(f"{name}: for n={n}, decay={d} expected {want:.6f}, got {got_f!r}.")
+    passed(name)
