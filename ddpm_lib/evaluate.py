@@ -52,6 +52,7 @@ def generate(
     guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    prediction_type: str = "epsilon",
 ) -> torch.Tensor:
     """``num`` samples (CPU, clamped to [-1, 1]) drawn in batches with :func:`ddpm_lib.samplers.sample`."""
     from .samplers import sample
@@ -68,7 +69,7 @@ def generate(
         lab = labels[start : start + b] if labels is not None else None
         x = sample(
             model, schedule, (b, *shape), sampler=sampler, num_steps=steps, generator=generator,
-            labels=lab, guidance_scale=guidance_scale, progress=progress,
+            labels=lab, guidance_scale=guidance_scale, progress=progress, prediction_type=prediction_type,
         )
         out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out)
@@ -162,7 +163,7 @@ def evaluate(
     labels = balanced_labels(num, null) if null is not None else None
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    fake = generate(model, schedule, num, shape, sampler, steps, batch, labels, w, gen, progress)
+    fake = generate(model, schedule, num, shape, sampler, steps, batch, labels, w, gen, progress, cfg.prediction_type)
     sample_seconds = time.perf_counter() - t0
 
     t1 = time.perf_counter()

@@ -35,8 +35,11 @@ def _tiny_run(tmp_path):
     return tmp_path / "run" / "final.pt"
 
 
-def test_evaluate_end_to_end(tmp_path, fast_settings, capsys):
-    from ddpm_lib.evaluate import main
+def test_cli_evaluate_and_guided_sample_end_to_end(tmp_path, fast_settings, capsys):
+    from ddpm_lib.checkpoint import load_model_from_checkpoint
+    from ddpm_lib.cli import main as cli_main
+    from ddpm_lib.samplers import sample
+    from ddpm_lib.viz import to_uint8
 
     ckpt = _tiny_run(tmp_path)
     clf = FeatureClassifier(in_channels=3, num_classes=10, width=4, feature_dim=8)
@@ -44,10 +47,12 @@ def test_evaluate_end_to_end(tmp_path, fast_settings, capsys):
     train_classifier(clf, (torch.rand(16, 3, 16, 16) * 2 - 1, torch.arange(16) % 10), steps=2, batch_size=8, generator=g)
     clf_path = save_classifier(clf, tmp_path / "clf.pt", dataset="cifar10")
     out = tmp_path / "report.json"
-    main([
-        "--ckpt", str(ckpt), "--num", "8", "--sampler", "ddim", "--steps", "2", "--batch", "8",
+    rc = cli_main([
+        "evaluate", "--ckpt", str(ckpt), "--num", "8", "--sampler", "ddim", "--steps", "2", "--batch", "8",
         "--classifier", str(clf_path), "--guidance", "2", "--max-real", "24", "--out", str(out),
+        "--device", "cpu",
     ])
+    assert rc == 0
     printed = capsys.readouterr().out
     assert "FID" in printed and "KID" in printed and "IS" in printed
     report = json.loads(out.read_text())
@@ -57,9 +62,28 @@ def test_evaluate_end_to_end(tmp_path, fast_settings, capsys):
     assert m["fid"] > 0 and 1.0 <= m["is"] <= 10.0
     assert report["seconds"]["total"] >= report["seconds"]["sampling"] > 0
     assert report["comparable_to_published"] is False
-    # the extractor is checked before any sampling: a missing Inception file fails at once
-    with pytest.raises(InceptionWeightsNotFoundError, match="does not exist"):
-        main(["--ckpt", str(ckpt), "--num", "2", "--features", "inception", "--inception-weights", str(tmp_path / "no.pth")])
+    # the extractor is checked before any sampling: a missing Inception file fails at once, in one line
+    rc = cli_main(["evaluate", "--ckpt", str(ckpt), "--num", "2", "--features", "inception",
+                   "--inception-weights", str(tmp_path / "no.pth")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not exist" in err and "make fid-weights" in err and err.count("\n") == 1
+    with pytest.raises(InceptionWeightsNotFoundError):
+        from ddpm_lib.evaluate import evaluate
+
+        evaluate(ckpt, num=2, features="inception", inception_weights=tmp_path / "no.pth")
+
+    # `sample --class --guidance` gives exactly what samplers.sample gives for that label and scale
+    rc = cli_main(["sample", "--ckpt", str(ckpt), "--num", "3", "--steps", "2", "--class", "2", "--guidance", "3",
+                   "--seed", "5", "--out", str(tmp_path / "g.png"), "--out-dir", str(tmp_path / "png"), "--device", "cpu"])
+    assert rc == 0
+    model, schedule, _ = load_model_from_checkpoint(ckpt, device="cpu")
+    ref = sample(model, schedule, (3, 3, 16, 16), sampler="ddim", num_steps=2, labels=torch.full((3,), 2),
+                 guidance_scale=3.0, generator=torch.Generator().manual_seed(5), progress=False)
+    import numpy as np
+    from PIL import Image
+
+    got = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "png").glob("*.png"))])
+    np.testing.assert_array_equal(got, to_uint8(ref).permute(0, 2, 3, 1).numpy())
 
 
 def test_metrics_from_features_and_labels():
