@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-notebooks test-slow run lab lint student data bench clean
+.PHONY: help install test test-unit test-notebooks test-slow run lab lint student data fid-weights bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ student: $(STAMP) ## student copies (solutions removed) into build/student/
 
 data: $(STAMP) ## download Fashion-MNIST and CIFAR-10 into the data dir (needs internet)
 	$(PY) -m ddpm_lib.data download fashion_mnist cifar10
+
+fid-weights: $(STAMP) ## download the Inception-v3 FID weights (pt_inception, 92 MB) into the data dir (needs internet)
+	$(PY) -m ddpm_lib.features download --variant fid
 
 bench: $(STAMP) ## speed of ddpm_lib's UNet against diffusers' UNet2DModel
 	$(PY) benchmarks/unet_throughput.py
