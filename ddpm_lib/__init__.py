@@ -9,7 +9,8 @@ Modules, roughly in course order:
 
 - ``settings``: FAST mode, data/runs folders, device, ``seed_everything`` (one place for every switch).
 - ``data``: Fashion-MNIST, CIFAR-10, image folders and array files as [-1, 1] tensors; the offline error;
-  ``standins``: the synthetic stand-ins FAST mode uses when real data is missing.
+  ``image_datasets``: the Dataset classes behind it; ``standins``: the synthetic stand-ins FAST mode
+  uses when real data is missing.
 - ``viz``: show and save image grids and GIFs.
 - ``schedules``: noise schedules (linear, cosine, sigmoid, quadratic) and their derived quantities.
 - ``forward``: the forward process q(x_t | x_0) (eq. 4), the posterior (eqs. 6-7), eps/x0/v conversions.
