@@ -112,3 +112,15 @@ def test_no_code_cell_ends_with_semicolon(path):
         lines = [ln for ln in lines if ln.strip()]
         if lines:
             assert not lines[-1].endswith(";"), f"{path.name}: code cell {i} ends with ';' (write `_ = ...` instead)"
+
+
+def test_readme_and_welcome_list_the_whole_map():
+    readme = (NOTEBOOKS.parent / "README.md").read_text(encoding="utf-8")
+    for stem in COURSE_MAP.values():
+        assert COLAB.format(f"{stem}.ipynb") in readme, f"README.md: the notebook map lacks the Colab badge of {stem}"
+        assert f"(notebooks/{stem}.ipynb)" in readme, f"README.md: the notebook map lacks a link to {stem}"
+    welcome = NOTEBOOKS / "00_welcome.ipynb"
+    if welcome.exists():
+        body = "\n".join(text(c) for c in load(welcome)["cells"] if c["cell_type"] == "markdown")
+        for stem in COURSE_MAP.values():
+            assert f"`{stem}`" in body, f"00_welcome.ipynb: the map lacks {stem}"
