@@ -386,8 +386,12 @@ def _not_found_error(name: str, data_dir: Path, tried_download: bool, reason: st
             f"    (class folders: {', '.join(CIFAR10_CLASSES)}).\n"
         )
         label = "CIFAR-10"
-    attempt = "A download was attempted and failed" if tried_download else "No download was attempted"
-    attempt += f" ({reason})." if reason else (" (offline: download=False or DDPM_OFFLINE=1)." if not tried_download else ".")
+    if tried_download:
+        attempt = f"A download was attempted and failed ({reason or 'unknown reason'})."
+    elif reason:
+        attempt = f"The files there cannot be used ({reason})."
+    else:
+        attempt = "No download was attempted (download=False, DDPM_OFFLINE=1, or FAST mode with synthetic=False)."
     return DatasetNotFoundError(
         f"{label} ({name!r}) was not found in the data folder {data_dir}.\n"
         f"{attempt}\n"
@@ -456,13 +460,19 @@ def _load_real(name: str, data_dir: Path, split: str, image_size: int, hflip: bo
         raise _not_found_error(name, data_dir, tried_download=False) from None
     location, layout = found
     if name == "fashion_mnist":
-        tv = datasets.FashionMNIST(str(data_dir), train=train, download=False)
+        try:
+            tv = datasets.FashionMNIST(str(data_dir), train=train, download=False)
+        except (RuntimeError, AssertionError, ValueError, OSError) as e:  # truncated / not idx files
+            raise _not_found_error(name, data_dir, tried_download=False, reason=f"files unreadable: {e}") from None
         images = tv.data.numpy()  # (N, 28, 28) uint8, read by torchvision's idx parser
         labels = tv.targets.numpy()
         return ArrayImageDataset(images, labels, info=info, image_size=image_size, hflip=hflip,
                                  source=f"{location} ({split})", synthetic=synthetic, pad=True)
     if layout == "pickles":
-        tv = datasets.CIFAR10(str(data_dir), train=train, download=False)
+        try:
+            tv = datasets.CIFAR10(str(data_dir), train=train, download=False)  # checks every file's md5
+        except (RuntimeError, OSError) as e:
+            raise _not_found_error(name, data_dir, tried_download=False, reason=f"files corrupted: {e}") from None
         return ArrayImageDataset(tv.data, np.asarray(tv.targets), info=info, image_size=image_size, hflip=hflip,
                                  source=f"{location} ({split})", synthetic=synthetic)
     folder = datasets.ImageFolder(str(location / split))

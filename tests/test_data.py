@@ -392,3 +392,14 @@ def test_cli_download_reports_failure(tmp_path, env, monkeypatch, capsys):
     assert data.main(["download", "fashion_mnist", "cifar10"]) == 1  # fmnist present, cifar10 fails
     captured = capsys.readouterr()
     assert "already present" in captured.out and "cifar-10-python.tar.gz" in captured.err
+
+
+def test_truncated_idx_file_is_a_clear_error(tmp_path, env):
+    env(DDPM_FAST=0, DDPM_OFFLINE=1)
+    imgs, labels = random_fmnist(4)
+    raw = write_fmnist(tmp_path, imgs, labels)
+    path = raw / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:500])  # cut short
+    with pytest.raises(data.DatasetNotFoundError, match="cannot be used") as info:
+        data.load_dataset("fashion_mnist", root=tmp_path)
+    assert info.value.__suppress_context__ and "DDPM_DATA_DIR" in str(info.value)
