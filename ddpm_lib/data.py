@@ -22,11 +22,11 @@ Where the data comes from (``settings.data_dir``, i.e. ``DDPM_DATA_DIR``, defaul
   (shorter side) and centre-cropped to ``image_size``.
 - ``npy``: a ``.npy`` array of images, or a ``.npz`` with ``images`` (and optional ``labels``).
 
-Downloads: ``download=None`` tries to download missing files (unless ``DDPM_OFFLINE=1``) in FULL mode.
-FAST mode never downloads by itself: if the real files are missing it writes a small synthetic
-stand-in *in the dataset's real on-disk format* to ``<data_dir>/_synthetic/`` and loads it through the
-same torchvision code path, and says so loudly. Offline with no data, :class:`DatasetNotFoundError`
-explains which files are expected where and how to get them.
+Downloads: ``download=None`` tries to download missing files unless ``DDPM_OFFLINE=1`` (without a network
+the attempt fails within milliseconds: the host is probed first with a short timeout). Offline with no
+data, :class:`DatasetNotFoundError` explains which files are expected where and how to get them. In
+FAST mode, instead of that error, a small synthetic stand-in *in the dataset's real on-disk format* is
+written to ``<data_dir>/_synthetic/`` and loaded through the same torchvision code path, loudly.
 """
 
 from __future__ import annotations
@@ -162,12 +162,12 @@ def load_dataset(
             are resized).
         root: for ``fashion_mnist``/``cifar10`` the data folder (default ``settings.data_dir``); for
             ``folder`` the image folder; for ``npy`` the ``.npy``/``.npz`` file.
-        download: ``True``: download missing files; ``False``: never; ``None``: download in FULL mode
-            unless ``DDPM_OFFLINE=1``, never in FAST mode.
+        download: ``True``: download missing files (a failure raises); ``False``: never; ``None``:
+            download unless ``DDPM_OFFLINE=1`` (in FAST mode a failure falls back to the stand-in).
         hflip: random horizontal flip with probability 1/2 (data augmentation, as in DDPM's CIFAR-10 runs).
         max_items: keep a fixed, class-mixed random subset (seeded by ``subset_seed``) of this many images.
-        synthetic: ``None``: use the synthetic stand-in only in FAST mode when real data is missing;
-            ``True``: always use it; ``False``: never (raise instead).
+        synthetic: ``None``: use the synthetic stand-in only in FAST mode when the real data is missing
+            and cannot be downloaded; ``True``: always use it; ``False``: never (raise instead).
         grayscale: for ``folder``: load images as one channel.
     """
     name = _check_name(name)
@@ -191,24 +191,29 @@ def load_dataset(
     data_dir = Path(root).expanduser().resolve() if root is not None else _settings_mod.settings.data_dir
     fast = _settings_mod.settings.fast
     use_synthetic = synthetic is True
+    why = "asked for (synthetic=True)"
     if not use_synthetic and _find_real(name, data_dir) is None:
+        explicit = download is True
         if download is None:
-            download = (not fast) and not _offline()
+            download = not _offline()
+        fallback = synthetic is None and fast and not explicit
         if download:
             try:
                 _download(name, data_dir)
-            except DatasetNotFoundError:
-                if not (synthetic is None and fast):
+            except DatasetNotFoundError as e:
+                if not fallback:
                     raise
                 use_synthetic = True
-        elif synthetic is None and fast:
+                why = "the real files are missing and the download failed: " + _attempt_line(str(e))
+        elif fallback:
             use_synthetic = True
+            why = "the real files are missing and downloads are off (DDPM_OFFLINE=1 or download=False)"
         else:
             raise _not_found_error(name, data_dir, tried_download=False) from None
 
     if use_synthetic:
         syn_dir = _ensure_standin(name, data_dir)
-        _announce_standin(name, data_dir, syn_dir)
+        _announce_standin(name, data_dir, syn_dir, why)
         ds = _load_real(name, syn_dir, split, image_size, hflip, synthetic=True)
     else:
         ds = _load_real(name, data_dir, split, image_size, hflip, synthetic=False)
@@ -391,7 +396,7 @@ def _not_found_error(name: str, data_dir: Path, tried_download: bool, reason: st
     elif reason:
         attempt = f"The files there cannot be used ({reason})."
     else:
-        attempt = "No download was attempted (download=False, DDPM_OFFLINE=1, or FAST mode with synthetic=False)."
+        attempt = "No download was attempted (download=False or DDPM_OFFLINE=1)."
     return DatasetNotFoundError(
         f"{label} ({name!r}) was not found in the data folder {data_dir}.\n"
         f"{attempt}\n"
@@ -509,14 +514,20 @@ def _ensure_standin(name: str, data_dir: Path) -> Path:
     raise DatasetNotFoundError(f"could not write the synthetic {name} stand-in to {data_dir / '_synthetic'} or the temp folder.")
 
 
-def _announce_standin(name: str, data_dir: Path, syn_dir: Path) -> None:
+def _attempt_line(message: str) -> str:
+    """The 'A download was attempted and failed (...)' line of a DatasetNotFoundError message."""
+    line = next((ln for ln in message.splitlines() if ln.startswith("A download")), "")
+    return line.removeprefix("A download was attempted and failed ").strip(" .()") or "see above"
+
+
+def _announce_standin(name: str, data_dir: Path, syn_dir: Path, why: str) -> None:
     msg = (
-        f"FAST mode: the real {name} files are not in {data_dir}, so a SYNTHETIC STAND-IN "
-        f"(simple drawn shapes in the real file format, from {syn_dir}) is used instead. "
+        f"FAST mode: a SYNTHETIC STAND-IN for {name} (simple drawn shapes in the real file format, "
+        f"from {syn_dir}) is used instead of the real data in {data_dir}, because {why}. "
         f"Results will not look like real {name}. Get the real data with `make data`, or set DDPM_DATA_DIR."
     )
     bar = "#" * 78
-    print(f"{bar}\n# SYNTHETIC DATA: {name} stand-in (real files not found)\n# {msg}\n{bar}", file=sys.stdout)
+    print(f"{bar}\n# SYNTHETIC DATA: {name} stand-in, not the real dataset\n# {msg}\n{bar}", file=sys.stdout)
     warnings.warn(msg, SyntheticDataWarning, stacklevel=3)
 
 

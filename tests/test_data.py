@@ -284,7 +284,7 @@ def test_offline_error_cifar10_names_both_layouts(tmp_path, env):
 def test_fast_mode_uses_loud_standin_in_real_format(tmp_path, env, monkeypatch, capsys):
     from torchvision.datasets import FashionMNIST
 
-    env(DDPM_FAST=1, DDPM_DATA_DIR=tmp_path, DDPM_OFFLINE=None)
+    env(DDPM_FAST=1, DDPM_DATA_DIR=tmp_path, DDPM_OFFLINE=1)
     monkeypatch.setattr(data, "_STANDIN_FMNIST", {"train": 60, "test": 20})
     with pytest.warns(data.SyntheticDataWarning, match="SYNTHETIC"):
         ds = data.load_dataset("fashion_mnist")
@@ -307,7 +307,7 @@ def test_fast_mode_uses_loud_standin_in_real_format(tmp_path, env, monkeypatch, 
 
 
 def test_fast_mode_cifar10_standin_is_an_image_folder(tmp_path, env, monkeypatch):
-    env(DDPM_FAST=1, DDPM_DATA_DIR=tmp_path)
+    env(DDPM_FAST=1, DDPM_DATA_DIR=tmp_path, DDPM_OFFLINE=1)
     monkeypatch.setattr(data, "_STANDIN_CIFAR_PER_CLASS", {"train": 3, "test": 1})
     with pytest.warns(data.SyntheticDataWarning):
         ds = data.load_dataset("cifar10")
@@ -316,6 +316,24 @@ def test_fast_mode_cifar10_standin_is_an_image_folder(tmp_path, env, monkeypatch
     assert sorted(p.name for p in top.iterdir()) == sorted(data.CIFAR10_CLASSES)
     assert len(list((top / "ship").glob("*.png"))) == 3
     assert ds[29][1] == 9 and ds[0][0].shape == (3, 32, 32)
+
+
+def test_fast_mode_tries_the_download_first_then_falls_back(tmp_path, env, monkeypatch, capsys):
+    env(DDPM_FAST=1, DDPM_DATA_DIR=tmp_path, DDPM_OFFLINE=None)
+    monkeypatch.setattr(data, "_STANDIN_FMNIST", {"train": 20, "test": 10})
+    probed = []
+
+    def no_network(url, timeout=0):
+        probed.append(url)
+        return "cannot reach the host (network disabled by the test)"
+
+    monkeypatch.setattr(data, "_probe", no_network)
+    with pytest.warns(data.SyntheticDataWarning, match="download failed"):
+        ds = data.load_dataset("fashion_mnist")
+    assert ds.synthetic and probed == [data.FASHION_MNIST_URL]
+    assert "network disabled by the test" in capsys.readouterr().out
+    with pytest.raises(data.DatasetNotFoundError, match="download was attempted"):
+        data.load_dataset("fashion_mnist", download=True)  # an explicit request that fails raises
 
 
 def test_standin_is_deterministic_and_classes_differ(tmp_path):
