@@ -14,6 +14,8 @@ Environment variables (read when the module is imported; call ``reload_settings(
   the course repository when ``ddpm_lib`` is used from a checkout, else ``./data``.
 - ``DDPM_RUNS_DIR``: where training runs and checkpoints go. Default: ``runs/`` beside the data dir.
 - ``DDPM_DEVICE``: force ``cpu``, ``cuda``, ``cuda:1`` or ``mps``. Default: the best one available.
+- ``DDPM_OFFLINE``: ``1`` never tries to download datasets (read by :mod:`ddpm_lib.data`, which otherwise
+  downloads missing files on first use).
 """
 
 from __future__ import annotations
