@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import socket
 import sys
 import tempfile
@@ -494,7 +493,8 @@ def _load_real(name: str, data_dir: Path, split: str, image_size: int, hflip: bo
 
 def _ensure_standin(name: str, data_dir: Path) -> Path:
     """The folder holding the stand-in for ``name`` (written if missing or stale); falls back to the temp dir if read-only."""
-    stamp_text = f"{name} synthetic stand-in v{_STANDIN_VERSION}\n"
+    sizes = _STANDIN_FMNIST if name == "fashion_mnist" else _STANDIN_CIFAR_PER_CLASS
+    stamp_text = f"{name} synthetic stand-in v{_STANDIN_VERSION} {sorted(sizes.items())}\n"
     for base in (data_dir / "_synthetic", Path(tempfile.gettempdir()) / "ddpm_course_synthetic"):
         stamp = base / f"{name}.stamp"
         try:
@@ -504,8 +504,6 @@ def _ensure_standin(name: str, data_dir: Path) -> Path:
             if name == "fashion_mnist":
                 write_fashion_mnist_standin(base, _STANDIN_FMNIST["train"], _STANDIN_FMNIST["test"])
             else:
-                if (base / "cifar10").exists():
-                    shutil.rmtree(base / "cifar10")
                 write_cifar10_standin(base, _STANDIN_CIFAR_PER_CLASS["train"], _STANDIN_CIFAR_PER_CLASS["test"])
             atomic_write_bytes(stamp, stamp_text.encode())
             return base

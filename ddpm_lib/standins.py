@@ -213,6 +213,7 @@ def write_cifar10_standin(data_dir: str | os.PathLike, per_class_train: int = 64
     """Write synthetic coloured-shape PNGs in CIFAR-10's image-folder layout ``data_dir/cifar10/{train,test}/<class>/``.
 
     The class folders carry CIFAR-10's names, so ``torchvision.datasets.ImageFolder`` gives CIFAR-10's label order.
+    Files are overwritten in place (atomically), so processes writing the same stand-in at once do not clash.
     """
     top = Path(data_dir) / "cifar10"
     rng = np.random.default_rng(seed)
@@ -224,4 +225,8 @@ def write_cifar10_standin(data_dir: str | os.PathLike, per_class_train: int = 64
                 buf = io.BytesIO()
                 _shape_image(c, rng).save(buf, format="PNG")
                 atomic_write_bytes(folder / f"{k:04d}.png", buf.getvalue())
+            keep = {f"{k:04d}.png" for k in range(per_class)}
+            for extra in folder.glob("*.png"):  # left by an earlier, larger stand-in
+                if extra.name not in keep:
+                    extra.unlink(missing_ok=True)
     return top
