@@ -75,12 +75,12 @@ def test_ddpm_step_matches_diffusers(variance, clip, t):
     got = ours.step(out, t, xt, generator=_gen())
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
     # diffusers as shipped (float32): 1e-5 except at the smallest t, where diffusers' float32
-    # 1 - abar_t/abar_{t-1} has ~1e-3 relative error (our float64 run above is the strict check)
+    # 1 - abar_t/abar_{t-1} has ~1e-3 relative error (measured: 5.5e-5 here; the float64 run above is the strict check)
     xt, out = _pair(t, torch.float32)
     ref = DDPMScheduler(num_train_timesteps=T, variance_type=variance, clip_sample=clip)
     expected = ref.step(out, t, xt, generator=_gen()).prev_sample
     got = ours.step(out, t, xt, generator=_gen())
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 if t >= 100 else 1e-3)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 if t >= 100 else 1e-4)
 
 
 @pytest.mark.parametrize("spacing", ["leading", "trailing"])
