@@ -41,7 +41,7 @@ lab: $(STAMP) ## JupyterLab in notebooks/
 
 lint: $(STAMP) ## ruff on .py and .ipynb, and check notebooks carry no outputs
 	$(VENV)/bin/ruff check ddpm_lib tests benchmarks notebooks
-	$(VENV)/bin/nbstripout --verify $(NOTEBOOKS)
+	$(VENV)/bin/nbstripout --keep-id --verify $(NOTEBOOKS)
 
 student: $(STAMP) ## student copies (solutions removed) into build/student/
 	$(PY) -m ddpm_lib.student notebooks build/student
