@@ -446,6 +446,7 @@ def sample(
     return_trajectory: bool = False,
     progress: bool = True,
     device=None,
+    x_T: torch.Tensor | None = None,
 ):
     """Draw samples by running the reverse process from pure noise x_T ~ N(0, I).
 
@@ -465,6 +466,8 @@ def sample(
         return_trajectory: also return the list [x_T, ..., x_0] (CPU tensors, len(timesteps) + 1 of them).
         progress: show a tqdm progress bar.
         device: where to run (default: the model's device, else the CPU).
+        x_T: start from this noise (of ``shape``) instead of drawing it, e.g. to map chosen noises
+            through deterministic DDIM; the generator then only feeds the steps' noise.
 
     Returns:
         the samples x_0 (on ``device``), or (x_0, trajectory) with ``return_trajectory=True``.
@@ -510,7 +513,12 @@ def sample(
     try:
         with torch.no_grad():
             gen_device = generator.device if generator is not None else torch.device("cpu")
-            x = torch.randn(shape, generator=generator, device=gen_device).to(device)
+            if x_T is None:
+                x = torch.randn(shape, generator=generator, device=gen_device).to(device)
+            else:
+                if tuple(x_T.shape) != shape:
+                    raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape is {shape}.")
+                x = x_T.to(device=device, dtype=torch.float32)
             trajectory = [x.detach().cpu()] if return_trajectory else None
             for t in tqdm(samp.timesteps.tolist(), desc=f"sampling ({type(samp).__name__})", disable=not progress, leave=False):
                 t_batch = torch.full((B,), t, dtype=torch.long, device=device)

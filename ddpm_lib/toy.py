@@ -140,16 +140,47 @@ class GaussianMixture:
         return gm
 
 
-def three_blobs(scale: float = 1.0) -> GaussianMixture:
-    """The course's 2-D test mixture: 3 well-separated, differently shaped and weighted components, inside [-1, 1]^2."""
-    weights = [0.5, 0.3, 0.2]
-    means = [[-0.5, -0.3], [0.5, -0.3], [0.0, 0.55]]
-    covs = [
-        [[0.010, 0.004], [0.004, 0.006]],
-        [[0.006, -0.003], [-0.003, 0.008]],
-        [[0.012, 0.0], [0.0, 0.003]],
-    ]
-    return GaussianMixture(weights, [[scale * v for v in m] for m in means], [[[scale**2 * v for v in r] for r in c] for c in covs])
+def three_blobs() -> GaussianMixture:
+    """The course's 2-D mixture: 3 well-separated (about 7 standard deviations apart), differently shaped and
+    weighted components that sit inside [-1, 1]^2 like image pixels do."""
+    return GaussianMixture(
+        weights=[0.5, 0.3, 0.2],
+        means=[[-0.6, -0.35], [0.6, -0.35], [0.0, 0.6]],
+        covs=[
+            [[0.030, 0.010], [0.010, 0.020]],
+            [[0.020, -0.010], [-0.010, 0.030]],
+            [[0.030, 0.0], [0.0, 0.015]],
+        ],
+    )
+
+
+def component_statistics(x: torch.Tensor, mixture: GaussianMixture) -> dict[str, torch.Tensor]:
+    """Assign each sample to its most likely component under the mixture and return, in float64,
+    ``weights`` (K,), ``means`` (K, D), ``covs`` (K, D, D) and ``counts`` (K,) of the assigned samples
+    (NaN for a component that got fewer than 2 samples)."""
+    x = _as64(x).reshape(x.shape[0], -1)
+    log_comp, _ = mixture._terms(x, torch.ones(x.shape[0], dtype=torch.float64))
+    comp = log_comp.argmax(1)
+    K, D = mixture.num_components, mixture.dim
+    means = torch.full((K, D), float("nan"), dtype=torch.float64)
+    covs = torch.full((K, D, D), float("nan"), dtype=torch.float64)
+    counts = torch.bincount(comp, minlength=K)
+    for k in range(K):
+        if counts[k] >= 2:
+            xk = x[comp == k]
+            means[k] = xk.mean(0)
+            covs[k] = torch.cov(xk.T).reshape(D, D)
+    return {"weights": counts.double() / x.shape[0], "means": means, "covs": covs, "counts": counts}
+
+
+def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Energy distance between two samples (Szekely & Rizzo 2013): 2 E|X-Y| - E|X-X'| - E|Y-Y'| >= 0,
+    zero only when the distributions agree. O(n^2) memory: meant for a few thousand 2-D points."""
+    x, y = _as64(x).reshape(x.shape[0], -1), _as64(y).reshape(y.shape[0], -1)
+    xy = torch.cdist(x, y).mean()
+    xx = torch.cdist(x, x).sum() / (x.shape[0] * (x.shape[0] - 1))
+    yy = torch.cdist(y, y).sum() / (y.shape[0] * (y.shape[0] - 1))
+    return float(2 * xy - xx - yy)
 
 
 class GaussianMixtureDenoiser(nn.Module):

@@ -298,6 +298,13 @@ def test_determinism_trajectory_and_any_shape():
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert len(traj) == 51 and torch.equal(traj[-1], a) and traj[0].shape == (5, 3)
     torch.testing.assert_close(traj[0], torch.randn((5, 3), generator=_gen(1)))  # x_T is the first draw
+    e = sample(model, sched, (5, 3), "ddpm", generator=_gen(9), progress=False, x_T=traj[0])
+    assert not torch.equal(a, e)  # same start, other step noise
+    f = sample(model, sched, (5, 3), "ddim", num_steps=5, progress=False, x_T=traj[0])
+    f2 = sample(model, sched, (5, 3), "ddim", num_steps=5, progress=False, x_T=traj[0])
+    assert torch.equal(f, f2)  # deterministic DDIM: a function of x_T
+    with pytest.raises(ValueError, match="x_T has shape"):
+        sample(model, sched, (5, 3), "ddim", num_steps=5, progress=False, x_T=torch.zeros(4, 3))
     d = sample(model, sched, (2, 1, 3, 3), DDIMSampler(sched, 5, eta=0.5), generator=_gen(3), progress=False)
     assert d.shape == (2, 1, 3, 3) and torch.isfinite(d).all()
 

@@ -7,7 +7,13 @@ import torch
 
 from ddpm_lib.samplers import DDIMSampler, DDPMSampler, sample
 from ddpm_lib.schedules import make_schedule
-from ddpm_lib.toy import GaussianMixture, GaussianMixtureDenoiser, three_blobs
+from ddpm_lib.toy import (
+    GaussianMixture,
+    GaussianMixtureDenoiser,
+    component_statistics,
+    energy_distance,
+    three_blobs,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -155,3 +161,20 @@ def test_conditional_denoiser_and_guidance():
     x = sample(den, sched, (600, 2), "ddim", num_steps=20, guidance_scale=0.0, generator=torch.Generator().manual_seed(0), progress=False)
     comp = gm._terms(x.double(), torch.ones(600, dtype=torch.float64))[0].argmax(1)
     assert comp.bincount(minlength=3).min() > 60
+
+
+def test_component_statistics_and_energy_distance():
+    gm = three_blobs()
+    g = torch.Generator().manual_seed(3)
+    x, comp = gm.sample(3000, g)
+    stats = component_statistics(x, gm)
+    # well separated: the assignment recovers the true components (but for a rare tail point or two)
+    assert (stats["counts"] - torch.bincount(comp, minlength=3)).abs().max() <= 3
+    torch.testing.assert_close(stats["means"][1], x[comp == 1].double().mean(0), rtol=0, atol=2e-3)
+    torch.testing.assert_close(stats["weights"].sum().item(), 1.0)
+    y, _ = gm.sample(3000, g)
+    same = energy_distance(x, y)
+    shifted = energy_distance(x, y + 0.1)
+    assert abs(same) < 0.01 and shifted > 5 * abs(same)
+    # hand-computed: one point each at 0 and 3 in 1-D -> 2*3 - 0 - 0 (the within terms are over pairs i != j)
+    assert abs(energy_distance(torch.tensor([[0.0], [0.0]]), torch.tensor([[3.0], [3.0]])) - 6.0) < 1e-12
