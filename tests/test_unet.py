@@ -206,7 +206,7 @@ def test_from_preset_errors_and_overrides():
     m = UNet.from_preset("tiny", in_channels=3, num_classes=10)
     assert m.config.in_channels == 3 and m.config.out_channels == 3 and m.null_class == 10
     assert PRESETS["tiny"].num_classes is None, "overrides must not change the preset"
-    cfg = UNetConfig(**{**m.config.to_dict(), "channel_mults": [1, 2]})  # lists (e.g. from JSON) are fine
+    cfg = UNetConfig(**{**m.config.to_dict(), "channel_mults": list(m.config.channel_mults)})  # lists (e.g. from JSON) are fine
     assert cfg == m.config
 
 

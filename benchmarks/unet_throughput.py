@@ -1,0 +1,234 @@
+"""Throughput of ddpm_lib's UNet against diffusers' UNet2DModel at the same architecture.
+
+Both models are built at a matched configuration (same channels per level, residual blocks,
+attention placement and heads, GroupNorm groups, time-embedding width, dropout); the script loads
+ddpm_lib's weights into the diffusers model and checks both give the same output before timing, so
+the two really compute the same function. It then times, interleaved round by round (A B, B A,
+A B, ...; warm-up first; median over rounds):
+
+- training: forward + MSE loss + backward + AdamW step, in steps/s and images/s;
+- inference: a forward pass under ``torch.inference_mode``, in images/s;
+
+and prints the ratio ddpm_lib / diffusers (> 1: ddpm_lib is faster). FLOPs per image are counted
+with ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions, 2 FLOPs per
+multiply-add) to report the achieved GFLOP/s.
+
+    python benchmarks/unet_throughput.py --preset fashion_mnist --batch 32 --threads 1
+    python benchmarks/unet_throughput.py --device cuda --dtype bf16 --channels-last --compile --batch 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ddpm_lib.unet import PRESETS, UNet, UNetConfig  # noqa: E402
+
+
+def diffusers_twin(cfg: UNetConfig):
+    """diffusers' UNet2DModel with the architecture of ``UNet(cfg)``."""
+    from diffusers import UNet2DModel
+
+    chans = [cfg.base_channels * m for m in cfg.channel_mults]
+    attn = [r in cfg.attention_resolutions for r in cfg.resolutions]
+    head_dims = {c // cfg.heads_for(c) for c, a in zip(chans + [chans[-1]], attn + [cfg.mid_attention]) if a}
+    if len(head_dims) > 1:
+        raise SystemExit(f"diffusers uses one head size for every attention block; this config has head sizes {sorted(head_dims)}")
+    return UNet2DModel(
+        sample_size=cfg.image_size, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+        block_out_channels=tuple(chans), layers_per_block=cfg.num_res_blocks,
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
+        attention_head_dim=head_dims.pop() if head_dims else None,
+        norm_num_groups=cfg.num_groups, norm_eps=1e-5, dropout=cfg.dropout,
+        flip_sin_to_cos=False, freq_shift=0, downsample_padding=1, add_attention=cfg.mid_attention,
+        resnet_time_scale_shift="default" if cfg.conditioning == "add" else "scale_shift",
+        num_class_embeds=None if cfg.num_classes is None else cfg.num_classes + 1,
+    )
+
+
+def to_diffusers_state_dict(sd: dict) -> dict:
+    """ddpm_lib UNet state dict -> UNet2DModel names (the fused qkv projection is split into q, k, v)."""
+    import re
+
+    out = {}
+    for k, v in sd.items():
+        k2 = k.replace("time_embed.fc1", "time_embedding.linear_1").replace("time_embed.fc2", "time_embedding.linear_2")
+        k2 = k2.replace("class_embed.", "class_embedding.").replace("norm_out.", "conv_norm_out.")
+        k2 = re.sub(r"^(down|up)\.(\d+)\.res\.", r"\1_blocks.\2.resnets.", k2)
+        k2 = re.sub(r"^(down|up)\.(\d+)\.attn\.", r"\1_blocks.\2.attentions.", k2)
+        k2 = re.sub(r"^down\.(\d+)\.resample\.", r"down_blocks.\1.downsamplers.0.", k2)
+        k2 = re.sub(r"^up\.(\d+)\.resample\.", r"up_blocks.\1.upsamplers.0.", k2)
+        k2 = k2.replace("mid_res1.", "mid_block.resnets.0.").replace("mid_res2.", "mid_block.resnets.1.")
+        k2 = k2.replace("mid_attn.", "mid_block.attentions.0.")
+        k2 = k2.replace(".emb_proj.", ".time_emb_proj.").replace(".skip.", ".conv_shortcut.")
+        if "attentions" in k2:
+            k2 = k2.replace(".norm.", ".group_norm.").replace(".proj_out.", ".to_out.0.")
+            if ".qkv." in k2:
+                for part, val in zip("qkv", v.chunk(3, dim=0)):
+                    out[k2.replace(".qkv.", f".to_{part}.")] = val
+                continue
+        out[k2] = v
+    return out
+
+
+class DiffusersAdapter(torch.nn.Module):
+    """Gives UNet2DModel the course's call convention ``model(x, t, labels) -> tensor``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, t, labels=None):
+        return self.model(x, t, class_labels=labels, return_dict=False)[0]
+
+
+def count_flops(model, x, t, labels, train: bool) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        if train:
+            F.mse_loss(model(x, t, labels), torch.zeros_like(x)).backward()
+        else:
+            with torch.no_grad():
+                model(x, t, labels)
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="fashion_mnist", choices=sorted(PRESETS))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16 = autocast to bfloat16")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile both models")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds per model (interleaved)")
+    p.add_argument("--steps", type=int, default=3, help="training steps / forward passes per round")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per model before the rounds")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (same for both models)")
+    p.add_argument("--num-classes", type=int, default=None, help="class-conditional variant")
+    p.add_argument("--skip", choices=["train", "inference"], default=None)
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = p.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    cfg = PRESETS[args.preset]
+    if args.num_classes is not None:
+        cfg = UNetConfig(**{**cfg.to_dict(), "num_classes": args.num_classes})
+    ours = UNet(cfg)
+    # random weights everywhere (the zero-initialised layers would make the equivalence check trivial)
+    with torch.no_grad():
+        for q in ours.parameters():
+            q.add_(torch.randn_like(q) * 0.02)
+    ref_model = diffusers_twin(cfg)
+    ref_model.load_state_dict(to_diffusers_state_dict(ours.state_dict()))
+    theirs = DiffusersAdapter(ref_model)
+    n_ours = sum(q.numel() for q in ours.parameters())
+    n_theirs = sum(q.numel() for q in theirs.parameters())
+
+    B, C, S = args.batch, cfg.in_channels, cfg.image_size
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(B, C, S, S, generator=g).to(device)
+    t = torch.randint(0, 1000, (B,), generator=g).to(device)
+    labels = None if cfg.num_classes is None else torch.randint(0, cfg.num_classes + 1, (B,), generator=g).to(device)
+    noise = torch.randn(B, C, S, S, generator=g).to(device)
+    if args.channels_last:
+        x, noise = x.to(memory_format=torch.channels_last), noise.to(memory_format=torch.channels_last)
+
+    models = {"ddpm_lib": ours, "diffusers": theirs}
+    for m in models.values():
+        m.to(device)
+        if args.channels_last:
+            m.to(memory_format=torch.channels_last)
+    # same function? (eval mode: no dropout; fp32)
+    with torch.no_grad():
+        a, b = ours.eval()(x, t, labels), theirs.eval()(x, t, labels)
+    max_diff = (a - b).abs().max().item()
+    if max_diff > 1e-3 * max(1.0, a.abs().max().item()):
+        raise SystemExit(f"the two models disagree (max |diff| = {max_diff:.3g}): the configurations are not matched")
+
+    flops = {name: {"train": count_flops(m.train(), x, t, labels, True) / B,
+                    "inference": count_flops(m.eval(), x, t, labels, False) / B} for name, m in models.items()}
+
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.dtype == "bf16" else contextlib.nullcontext
+    runners = {}
+    for name, m in models.items():
+        fn = torch.compile(m) if args.compile else m
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+
+        def train_step(fn=fn, m=m, opt=opt):
+            m.train()
+            with autocast():
+                loss = F.mse_loss(fn(x, t, labels).float(), noise)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        def infer_step(fn=fn, m=m):
+            m.eval()
+            with torch.inference_mode(), autocast():
+                fn(x, t, labels)
+
+        runners[name] = {"train": train_step, "inference": infer_step}
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    results = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+               "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "params": {"ddpm_lib": n_ours, "diffusers": n_theirs}, "max_abs_diff": max_diff,
+               "flops_per_image": flops}
+    print(f"preset={args.preset} batch={B} device={device} dtype={args.dtype} channels_last={args.channels_last} "
+          f"compile={args.compile} threads={torch.get_num_threads()} torch={torch.__version__}")
+    print(f"parameters: ddpm_lib {n_ours:,}  diffusers {n_theirs:,}  (ratio {n_ours / n_theirs:.4f}); "
+          f"same output: max |diff| {max_diff:.2e}")
+    for mode in ("train", "inference"):
+        if args.skip == mode:
+            continue
+        for name in models:  # warm-up (and compilation)
+            for _ in range(args.warmup):
+                runners[name][mode]()
+        sync()
+        times = {name: [] for name in models}
+        order = list(models)
+        for r in range(args.rounds):
+            for name in order if r % 2 == 0 else order[::-1]:
+                sync()
+                t0 = time.perf_counter()
+                for _ in range(args.steps):
+                    runners[name][mode]()
+                sync()
+                times[name].append((time.perf_counter() - t0) / args.steps)
+        med = {name: statistics.median(v) for name, v in times.items()}
+        unit = "train step" if mode == "train" else "forward"
+        print(f"\n{mode}: seconds per {unit} (median of {args.rounds} interleaved rounds of {args.steps})")
+        for name in models:
+            gflops = flops[name][mode] * B / med[name] / 1e9
+            spread = f"{min(times[name]):.4f}..{max(times[name]):.4f}"
+            print(f"  {name:<10} {med[name]:.4f} s [{spread}]  {1 / med[name]:8.2f} steps/s  "
+                  f"{B / med[name]:9.1f} images/s  {flops[name][mode] / 1e9:.3f} GFLOP/image  {gflops:7.1f} GFLOP/s")
+        ratio = med["diffusers"] / med["ddpm_lib"]
+        print(f"  ratio ddpm_lib/diffusers (throughput): {ratio:.3f}")
+        results[mode] = {"seconds": times, "median": med, "ratio": ratio}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
