@@ -150,6 +150,8 @@ def check_add_noise(fn: Callable) -> None:
         try:
             got = call_student(NAME, fn, x0, noise, t, betas)
         except ExerciseError as e:
+            if "not written yet" in str(e):
+                raise
             raise ExerciseError(f"{e} (input: {desc}).{_broadcast_hint(str(e))}") from None
         if not (torch.equal(x0, x0_before) and torch.equal(noise, noise_before) and torch.equal(t, t_before)
                 and torch.equal(betas, betas_before)):
