@@ -238,10 +238,30 @@ def cosine_too_many(num_timesteps, s=0.008, max_beta=0.999):
     return (1 - ab[1:] / ab[:-1]).clamp(max=max_beta)
 
 
+def cosine_right_float32(num_timesteps, s=0.008, max_beta=0.999):
+    # the natural first attempt: torch's default float32 (loses ~3e-5 in the last betas at T = 1000)
+    tau = torch.arange(num_timesteps + 1) / num_timesteps
+    f = torch.cos((tau + s) / (1 + s) * math.pi / 2) ** 2
+    return torch.clamp(1 - f[1:] / f[:-1], max=max_beta)
+
+
 def test_cosine_checker_accepts_right_answers(capsys):
     check_cosine_schedule(cosine_right)
-    check_cosine_schedule(cosine_right_numpy_loop)
-    assert "Correct" in capsys.readouterr().out
+    assert "float32" not in capsys.readouterr().out
+    check_cosine_schedule(cosine_right_numpy_loop)  # float32 numpy array
+    check_cosine_schedule(cosine_right_float32)
+    out = capsys.readouterr().out
+    assert out.count("Correct") == 2 and "You computed in float32" in out
+
+
+def test_cosine_checker_float32_tolerance_still_catches_the_clip():
+    def float32_no_clip(num_timesteps, s=0.008, max_beta=0.999):
+        tau = torch.arange(num_timesteps + 1) / num_timesteps
+        f = torch.cos((tau + s) / (1 + s) * math.pi / 2) ** 2
+        return 1 - f[1:] / f[:-1]
+
+    with pytest.raises(ExerciseError, match="not clipped"):
+        check_cosine_schedule(float32_no_clip)
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,11 @@ def _mistakes(T: int, s: float, max_beta: float):
     )
 
 
+def _is_single_precision(got) -> bool:
+    dtype = getattr(got, "dtype", None)
+    return dtype in (torch.float32, torch.float16, torch.bfloat16, np.float32, np.float16)
+
+
 def _as_tensor(name: str, got) -> torch.Tensor:
     if isinstance(got, np.ndarray):
         return torch.from_numpy(np.asarray(got, dtype=np.float64))
@@ -115,30 +120,41 @@ def _as_tensor(name: str, got) -> torch.Tensor:
 def check_cosine_schedule(fn: Callable) -> None:
     """Check ``fn(num_timesteps, s=..., max_beta=...)`` against ddpm_lib's cosine schedule for several T, s, max_beta."""
     cases = [(1000, 0.008, 0.999), (10, 0.008, 0.999), (100, 0.008, 0.999), (50, 0.02, 0.999), (20, 0.008, 0.5), (1, 0.008, 0.999)]
+    single = False
     for T, s, max_beta in cases:
         desc = f"num_timesteps={T}, s={s}, max_beta={max_beta}"
-        got = _as_tensor(NAME, call_student(NAME, fn, T, s=s, max_beta=max_beta))
+        raw = call_student(NAME, fn, T, s=s, max_beta=max_beta)
+        # float32 arithmetic loses ~1e-5 in the last betas, where alpha_bar is tiny: allow for it
+        single = single or _is_single_precision(raw)
+        atol, rtol = (1e-4, 1e-4) if _is_single_precision(raw) else (2e-6, 1e-5)
+        got = _as_tensor(NAME, raw)
         expected = make_schedule("cosine", T, s=s, max_beta=max_beta).betas.double()
         if tuple(got.shape) != (T,):
             extra = " (T + 1 values: use t = 0..T-1 for the betas; alpha_bar needs the T + 1 points t = 0..T)" if got.numel() == T + 1 else ""
             raise ExerciseError(f"{NAME}: expected {T} betas of shape ({T},) for {desc}, got shape {tuple(got.shape)}{extra}.")
         # the library stores float32: compare with a float32-sized tolerance
-        if torch.isfinite(got).all() and not torch.allclose(got, expected, atol=2e-6, rtol=1e-5):
-            if s != 0.008 and torch.allclose(got, make_schedule("cosine", T, max_beta=max_beta).betas.double(), atol=2e-6, rtol=1e-5):
+        if torch.isfinite(got).all() and not torch.allclose(got, expected, atol=atol, rtol=rtol):
+            if s != 0.008 and torch.allclose(got, make_schedule("cosine", T, max_beta=max_beta).betas.double(), atol=atol, rtol=rtol):
                 raise ExerciseError(f"{NAME}: wrong values for {desc}. Hint: use the argument `s`, not a fixed 0.008.")
-            if max_beta != 0.999 and torch.allclose(got, make_schedule("cosine", T, s=s).betas.double(), atol=2e-6, rtol=1e-5):
+            if max_beta != 0.999 and torch.allclose(got, make_schedule("cosine", T, s=s).betas.double(), atol=atol, rtol=rtol):
                 raise ExerciseError(f"{NAME}: wrong values for {desc}. Hint: clip at the argument `max_beta`, not a fixed 0.999.")
             for hint, wrong in _mistakes(T, s, max_beta):
                 w = torch.from_numpy(np.asarray(wrong, dtype=np.float64))
-                if w.shape == got.shape and torch.allclose(got, w, atol=2e-6, rtol=1e-5, equal_nan=True):
+                if w.shape == got.shape and torch.allclose(got, w, atol=atol, rtol=rtol, equal_nan=True):
                     raise ExerciseError(f"{NAME}: wrong values for {desc}. Hint: {hint}")
         check_tensor(
             f"{NAME} ({desc})",
             got,
             expected,
-            atol=2e-6,
-            rtol=1e-5,
+            atol=atol,
+            rtol=rtol,
             hint="alpha_bar(tau) = cos(((tau + s) / (1 + s)) * pi / 2) ** 2 with tau = t / T for t = 0..T, then "
             "beta_t = min(1 - alpha_bar((t+1)/T) / alpha_bar(t/T), max_beta) for t = 0..T-1.",
         )
-    passed(NAME, "Your betas match Nichol & Dhariwal's cosine schedule for every T, s and max_beta tried.")
+    note = (
+        " (You computed in float32: fine for training, but the last betas, where alpha_bar is tiny, are only "
+        "accurate to ~1e-5; ddpm_lib computes schedules in float64.)"
+        if single
+        else ""
+    )
+    passed(NAME, "Your betas match Nichol & Dhariwal's cosine schedule for every T, s and max_beta tried." + note)
