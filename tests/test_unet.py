@@ -154,7 +154,7 @@ def test_cifar10_ddpm_parameter_count(capsys):
         model = UNet.from_preset("cifar10_ddpm")
     n = sum(p.numel() for p in model.parameters())
     print(f"cifar10_ddpm: {n:,} parameters")
-    assert abs(n - 35.7e6) / 35.7e6 < 0.01, n  # Ho et al. 2020, table/appendix B: 35.7 M
+    assert abs(n - 35.7e6) / 35.7e6 < 0.01, n  # Ho et al. 2020, appendix B: "35.7 million parameters"
     rows = model.parameter_summary()
     out = capsys.readouterr().out
     assert "total" in out and "down 1 +attn" in out
