@@ -99,3 +99,21 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
     assert len(pngs) == 6 and Image.open(pngs[0]).size == (16, 16)
     rc, _, err = run_main(["sample", "--ckpt", str(run / "final.pt"), "--class", "1", "--device", "cpu"], capsys)
     assert rc == 2 and "unconditional" in err
+
+
+def test_config_file_and_overrides(tmp_path):
+    import json
+
+    from ddpm_lib.cli import build_parser, build_train_config
+
+    (tmp_path / "c.json").write_text(json.dumps({"preset": "tiny", "steps": 7, "lr": 0.001, "unet": {"dropout": 0.0}}))
+    args = build_parser().parse_args(["train", "--config", str(tmp_path / "c.json"), "--steps", "9", "--out", "r",
+                                      "--min-snr-gamma", "none", "--ema_warmup", "false", "--resume"])
+    cfg = build_train_config(args)
+    assert (cfg.preset, cfg.steps, cfg.lr, cfg.unet, cfg.out_dir) == ("tiny", 9, 0.001, {"dropout": 0.0}, "r")
+    assert cfg.min_snr_gamma is None and cfg.ema_warmup is False and cfg.resume is True
+
+
+def test_evaluate_subcommand_is_registered(capsys):
+    rc, out, _ = run_main(["evaluate", "--help"], capsys)
+    assert rc == 0 and "--ckpt" in out

@@ -144,11 +144,33 @@ def test_early_stopping_on_plateau(tmp_path):
     assert (tmp_path / "run" / "final.pt").exists()
 
 
-def test_bf16_and_grad_accum_run(tmp_path):
-    tr = Trainer(config(tmp_path, mixed_precision="bf16", grad_accum=2, steps=2), dataset=standin_dataset())
+def test_bf16_channels_last_and_grad_accum_run(tmp_path):
+    tr = Trainer(config(tmp_path, mixed_precision="bf16", grad_accum=2, steps=2, channels_last=True),
+                 dataset=standin_dataset())
     r = tr.fit()
     assert r["step"] == 2 and math.isfinite(r["smoothed_loss"])
     assert tr.micro_batch == 4
+
+
+def test_live_loss_plot_and_plot_metrics(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ddpm_lib.trainer import LiveLossPlot, plot_metrics
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("step,epoch,loss,smoothed_loss,lr,grad_norm,img_per_s,elapsed_s\n"
+                                     "1,0,1.0,1.0,0.1,2.0,10,1\n2,0,0.5,0.8,0.1,1.0,10,2\n")
+    ax = plot_metrics(run)
+    assert len(ax.lines) == 2 and list(ax.lines[0].get_ydata()) == [1.0, 0.5]
+    cb = LiveLossPlot(every=1)
+
+    class FakeTrainer:
+        run_dir = run
+
+    cb(FakeTrainer(), {})
+    assert cb.calls == 1
 
 
 @pytest.mark.parametrize(
