@@ -498,10 +498,12 @@ class Trainer:
     # ---- construction helpers --------------------------------------------------------------------
     def _load_dataset(self):
         from ddpm_lib.data import load_dataset
+        from ddpm_lib.unet import PRESETS
 
         cfg = self.config
-        return load_dataset(cfg.dataset, train=True, image_size=int(self.config.unet.get("image_size", 32)),
-                            root=cfg.data_root, hflip=cfg.hflip, max_items=cfg.max_items)
+        size = int(cfg.unet.get("image_size", PRESETS[cfg.preset].image_size))
+        return load_dataset(cfg.dataset, train=True, image_size=size, root=cfg.data_root, hflip=cfg.hflip,
+                            max_items=cfg.max_items)
 
     def _num_classes(self) -> int:
         ds = self.dataset
