@@ -129,3 +129,38 @@ def test_guidance_errors_are_clear(schedule):
         guided_output(LabelConstant(), x, t, labels=None, guidance_scale=2.0)
     with pytest.raises(ValueError, match="null"):
         guided_output(Constant([0.0, 0.0]), x, t, labels=torch.tensor([0, 1]), guidance_scale=2.0)
+
+
+class LabelRecorder(nn.Module):
+    """A trivially cheap 'denoiser' that records the labels the Trainer feeds it."""
+
+    null_class = 10
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(()))
+        self.seen = []
+
+    def forward(self, x, t, labels=None):
+        self.seen.append(labels.detach().cpu().clone())
+        return x * self.scale
+
+
+def test_trainer_label_dropout_hits_the_null_class_at_the_configured_rate(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from ddpm_lib.trainer import TrainConfig, Trainer
+
+    g = torch.Generator().manual_seed(0)
+    ds = TensorDataset(torch.rand(128, 1, 8, 8, generator=g) * 2 - 1, torch.arange(128) % 10)
+    cfg = TrainConfig(preset="tiny", class_conditional=True, label_dropout=0.25, num_timesteps=50, batch_size=64,
+                      steps=12, warmup_steps=1, checkpoint_every=0, log_every=0, tensorboard=False, progress=False,
+                      out_dir=str(tmp_path / "run"), device="cpu")
+    model = LabelRecorder()
+    Trainer(cfg, model=model, dataset=ds).fit()
+    seen = torch.cat(model.seen)
+    assert len(seen) == 12 * 64
+    rate = (seen == 10).float().mean().item()
+    # binomial std for 768 draws at p = 0.25 is 0.016: allow 4 std
+    assert abs(rate - 0.25) < 0.065, rate
+    assert seen[seen != 10].max() <= 9 and (seen[seen != 10] >= 0).all()
