@@ -49,7 +49,7 @@ student: $(STAMP) ## student copies (solutions removed) into build/student/
 data: $(STAMP) ## download Fashion-MNIST and CIFAR-10 into the data dir (needs internet)
 	$(PY) -m ddpm_lib.data download fashion_mnist cifar10
 
-fid-weights: $(STAMP) ## download the Inception-v3 FID weights (pt_inception, 92 MB) into the data dir (needs internet)
+fid-weights: $(STAMP) ## download the Inception-v3 FID weights (pt_inception, 91 MB) into the data dir (needs internet)
 	$(PY) -m ddpm_lib.features download --variant fid
 
 bench: $(STAMP) ## speed of ddpm_lib's UNet against diffusers' UNet2DModel

@@ -245,6 +245,8 @@ def get_classifier(
         raise FileNotFoundError(f"no feature classifier at {path}: train one with `python -m ddpm_lib.classifier train --dataset {dataset}`.")
     info = dataset_info(dataset)
     steps = steps if steps is not None else s.pick(full=3000, fast=60)
+    if verbose:
+        print(f"no feature classifier at {path}: training one on {dataset} ({steps} steps on {device}) ...", flush=True)
     train = load_dataset(dataset, train=True, max_items=s.max_train_images)
     test = load_dataset(dataset, train=False, max_items=s.pick(full=None, fast=256))
     model = FeatureClassifier(in_channels=info.channels, num_classes=info.num_classes, width=s.pick(full=32, fast=8))
