@@ -345,3 +345,14 @@ def test_errors():
     with pytest.raises(ValueError, match="model returned shape"):
         sample(lambda x, t, labels=None: x[:, :1], SCHED, (2, 2), "ddim", num_steps=2, progress=False)
     assert math.isfinite(DDIMSampler(SCHED, 10, eta=1).sigma(900))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_same_noise_on_cpu_and_gpu():
+    """All noise comes from the CPU generator, so the GPU run differs from the CPU run only by rounding."""
+    model = EpsFromX()
+    sched = make_schedule("linear", 100)
+    cpu = sample(model, sched, (4, 1, 8, 8), "ddpm", generator=_gen(11), progress=False, device="cpu")
+    gpu = sample(model, sched, (4, 1, 8, 8), "ddpm", generator=_gen(11), progress=False, device="cuda")
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-4)
