@@ -151,7 +151,7 @@ def evaluate(
     # the extractor first: fail early (missing weights) before spending minutes sampling
     if features == "classifier":
         clf_path = Path(classifier) if classifier is not None else default_classifier_path(dataset)
-        extractor = get_classifier(dataset, path=clf_path, device=device, verbose=progress)
+        extractor = get_classifier(dataset, path=clf_path, device=device, train_if_missing=classifier is None, verbose=progress)
         extractor_info = {"path": str(clf_path), "test_accuracy": extractor.meta.get("test_accuracy")}
     else:
         from .features import InceptionFeatures
