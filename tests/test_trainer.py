@@ -195,3 +195,30 @@ def test_config_errors_name_the_field(kw, field):
 def test_model_and_data_must_fit(tmp_path):
     with pytest.raises(ValueError, match="1x32x32"):
         Trainer(config(tmp_path, unet={}), dataset=standin_dataset())  # 32x32 model, 16x16 data
+
+
+def test_tensorboard_logging_when_installed(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    class FakeWriter:  # stands in for torch.utils.tensorboard.SummaryWriter
+        def __init__(self, log_dir, purge_step=None):
+            calls.append(("init", log_dir))
+
+        def add_scalar(self, tag, value, step):
+            calls.append((tag, step))
+
+        def close(self):
+            calls.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    Trainer(config(tmp_path, steps=2), dataset=standin_dataset()).fit()
+    assert calls[0] == ("init", str(tmp_path / "run" / "tb")) and calls[-1] == ("close",)
+    assert ("train/loss", 1) in calls and ("train/lr", 2) in calls
+
+
+def test_fp16_needs_cuda(tmp_path):
+    with pytest.raises(ValueError, match="fp16"):
+        Trainer(config(tmp_path, mixed_precision="fp16"), dataset=standin_dataset())
