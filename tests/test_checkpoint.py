@@ -19,14 +19,19 @@ from ddpm_lib.checkpoint import (
 from ddpm_lib.trainer import get_rng_state
 from ddpm_lib.unet import UNet
 
+BIG = torch.arange(1_000_000, dtype=torch.float32)  # ~4 MB per file, so a kill often lands mid-write
+
 
 def _writer(path, ready):
-    """Save checkpoints to ``path`` forever (until killed)."""
+    """Save checkpoints to ``path`` forever (until killed).
+
+    Runs in a forked child: it must not start an OpenMP parallel region (not fork-safe once the parent
+    has a thread pool), so it only saves tensors built in the parent and tiny new ones.
+    """
     i = 0
     while True:
         i += 1
-        # ~4 MB per file so that a kill often lands in the middle of a write
-        save_checkpoint(path, {"step": i, "w": torch.full((1_000_000,), float(i)), "config": {"a": [1, 2], "i": i}})
+        save_checkpoint(path, {"step": i, "big": BIG, "i": torch.tensor([i]), "config": {"a": [1, 2], "i": i}})
         if i == 1:
             ready.set()
 
@@ -39,17 +44,19 @@ def test_sigkill_at_random_moments_leaves_a_loadable_checkpoint(tmp_path):
     steps_seen = []
     for _ in range(6):  # the same file, killed six times at random moments, each run starting from the last
         ready = ctx.Event()
-        p = ctx.Process(target=_writer, args=(path, ready))
+        p = ctx.Process(target=_writer, args=(path, ready), daemon=True)
         p.start()
-        assert ready.wait(timeout=60)
-        time.sleep(rng.uniform(0.0, 0.4))
-        os.kill(p.pid, signal.SIGKILL)
-        p.join(timeout=30)
+        try:
+            assert ready.wait(timeout=60), "the writer process did not start"
+            time.sleep(rng.uniform(0.0, 0.4))
+        finally:
+            os.kill(p.pid, signal.SIGKILL)
+            p.join(timeout=30)
         assert p.exitcode == -signal.SIGKILL
         payload = load_checkpoint(path)  # must not raise
         i = payload["step"]
-        assert i >= 1 and payload["config"]["i"] == i
-        assert torch.equal(payload["w"], torch.full((1_000_000,), float(i)))  # complete, not half-written
+        assert i >= 1 and payload["config"]["i"] == i and payload["i"].item() == i
+        assert torch.equal(payload["big"], BIG)  # complete, not half-written
         steps_seen.append(i)
     assert max(steps_seen) > 1  # the kills really interrupted a stream of saves
 
