@@ -16,25 +16,6 @@ import torch
 from PIL import Image
 
 from ddpm_lib import data
-from ddpm_lib import settings as settings_mod
-
-
-@pytest.fixture
-def env():
-    """Set environment variables for one test and re-read the settings; restore both afterwards."""
-    mp = pytest.MonkeyPatch()
-
-    def set_env(**kw):
-        for k, v in kw.items():
-            if v is None:
-                mp.delenv(k, raising=False)
-            else:
-                mp.setenv(k, str(v))
-        return settings_mod.reload_settings()
-
-    yield set_env
-    mp.undo()
-    settings_mod.reload_settings()
 
 
 def write_fmnist(root, train_images, train_labels, test_images=None, test_labels=None, gz=False):

@@ -11,24 +11,6 @@ import torch
 from ddpm_lib import settings as settings_mod
 
 
-@pytest.fixture
-def env():
-    """Set/unset environment variables and re-read the settings; restore both afterwards."""
-    mp = pytest.MonkeyPatch()
-
-    def set_env(**kw):
-        for k, v in kw.items():
-            if v is None:
-                mp.delenv(k, raising=False)
-            else:
-                mp.setenv(k, str(v))
-        return settings_mod.reload_settings()
-
-    yield set_env
-    mp.undo()
-    settings_mod.reload_settings()
-
-
 @pytest.mark.parametrize("value, fast", [("1", True), ("true", True), ("ON", True), ("0", False), ("no", False), (" off ", False)])
 def test_fast_values(env, value, fast):
     s = env(DDPM_FAST=value, DDPM_DEVICE="cpu")

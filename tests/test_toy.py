@@ -15,15 +15,7 @@ from ddpm_lib.toy import (
     three_blobs,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These runs are thousands of tiny (4000 x 2) ops: on a busy 2-core machine a second intra-op thread
-    costs far more in synchronisation than it gains (10x slower measured), so use one here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Well separated (>= 7 standard deviations between means), unequal weights, correlated covariances.

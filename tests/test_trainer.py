@@ -12,14 +12,7 @@ from torch.utils.data import TensorDataset
 from ddpm_lib.checkpoint import load_checkpoint, load_model_from_checkpoint
 from ddpm_lib.trainer import NonFiniteLossError, TrainConfig, Trainer, lr_factor, read_metrics
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the test machine's cores are shared: one thread avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def standin_dataset(n=20, size=16, seed=0):
