@@ -11,6 +11,8 @@
   from a file written by :class:`ddpm_lib.trainer.Trainer`.
 - :func:`check_config_matches` compares the model config saved in a checkpoint with the one of the
   model you are loading it into and names every differing field.
+- :func:`get_rng_state` / :func:`set_rng_state` save and restore every random number generator
+  (Python, NumPy, torch, CUDA) as plain values, so that a resumed run draws the same numbers.
 
 A Trainer checkpoint is a dict with the keys ``format``, ``step``, ``model``, ``ema``, ``optimizer``,
 ``lr_scheduler``, ``scaler``, ``rng``, ``train_config``, ``model_config``, ``schedule`` and
@@ -20,10 +22,12 @@ A Trainer checkpoint is a dict with the keys ``format``, ``step``, ``model``, ``
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -81,6 +85,36 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
             f"could not read checkpoint {path}: {type(e).__name__}: {detail} "
             "Is it a ddpm_lib checkpoint (written by save_checkpoint), and not truncated?"
         ) from e
+
+
+# ---------------------------------------------------------------------------------------------------
+# RNG state (plain tensors/lists so that weights_only=True can load it)
+
+
+def get_rng_state(device: torch.device) -> dict:
+    """The Python, NumPy, torch (and CUDA on ``device``) RNG states, as plain lists/tensors."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore RNG states saved by :func:`get_rng_state`."""
+    v, internal, gauss = state["python"]
+    random.setstate((v, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
 def _plain(v):
@@ -155,7 +189,7 @@ def load_model_from_checkpoint(path: str | os.PathLike, use_ema: bool = True, de
     """
     from ddpm_lib.schedules import make_schedule
     from ddpm_lib.settings import settings
-    from ddpm_lib.trainer import TrainConfig
+    from ddpm_lib.train_config import TrainConfig
     from ddpm_lib.unet import UNet, UNetConfig
 
     payload = load_checkpoint(path)

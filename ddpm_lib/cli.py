@@ -6,7 +6,7 @@
         --out grid.png [--out-dir pngs/] [--class 3] [--guidance 2.0] [--seed 0]
     torchrun --nproc_per_node 4 -m ddpm_lib train ...        # several GPUs (see ddpm_lib.distributed)
 
-Every :class:`~ddpm_lib.trainer.TrainConfig` field is an option (``--batch-size 64`` or
+Every :class:`~ddpm_lib.train_config.TrainConfig` field is an option (``--batch-size 64`` or
 ``--batch_size 64``; ``--unet '{"dropout": 0.0}'`` for a dict; ``none`` for an optional value; a bare
 ``--resume`` means true). Data come from ``DDPM_DATA_DIR``. Bad arguments print ONE line and exit
 with status 2; a non-finite loss exits with status 1.
@@ -53,7 +53,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
-    from ddpm_lib.trainer import TrainConfig
+    from ddpm_lib.train_config import TrainConfig
 
     p = subparsers.add_parser("train", help="train a diffusion model", description="Train a diffusion model "
                               "(every TrainConfig field is an option).")
@@ -79,7 +79,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 def build_train_config(args: argparse.Namespace):
     import json
 
-    from ddpm_lib.trainer import TrainConfig, parse_field_value
+    from ddpm_lib.train_config import TrainConfig, parse_field_value
 
     values = {}
     if getattr(args, "_config", None):

@@ -20,23 +20,19 @@ weights: the data order is a function of (seed, epoch) and every RNG state is sa
     result = Trainer(cfg).fit()
 
 The same from a shell: ``python -m ddpm_lib train --preset fashion_mnist --out runs/fmnist --steps 20000``.
+
+The configuration lives in :mod:`ddpm_lib.train_config`, the ``metrics.csv`` helpers in
+:mod:`ddpm_lib.monitor` and the checkpoint and RNG-state helpers in :mod:`ddpm_lib.checkpoint`; their
+public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import json
 import math
-import os
-import random
 import time
-import types
-import typing
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -46,372 +42,42 @@ from ddpm_lib import distributed as dist_utils
 from ddpm_lib.checkpoint import (
     FORMAT,
     check_config_matches,
+    get_rng_state,
     load_checkpoint,
     model_config_dict,
     save_checkpoint,
+    set_rng_state,
 )
 from ddpm_lib.ema import EMA, unwrap_model
-from ddpm_lib.forward import PREDICTION_TYPES
-from ddpm_lib.losses import LOSS_TYPES, training_loss
-from ddpm_lib.schedules import SCHEDULE_NAMES, make_schedule
+from ddpm_lib.losses import training_loss
+from ddpm_lib.monitor import (
+    METRIC_COLUMNS,
+    LiveLossPlot,
+    append_metrics,
+    plot_metrics,
+    read_metrics,
+    truncate_metrics,
+)
+from ddpm_lib.schedules import make_schedule
+from ddpm_lib.train_config import (
+    LR_DECAYS,
+    MIXED_PRECISION,
+    TrainConfig,
+    lr_curve,
+    lr_factor,
+    parse_field_value,
+)
 
-MIXED_PRECISION = ("no", "bf16", "fp16")
-LR_DECAYS = ("cosine", "constant")
-METRIC_COLUMNS = ("step", "epoch", "loss", "smoothed_loss", "lr", "grad_norm", "img_per_s", "elapsed_s")
+# The Trainer's companions, importable from here too (``from ddpm_lib.trainer import TrainConfig``).
+__all__ = [
+    "LR_DECAYS", "METRIC_COLUMNS", "MIXED_PRECISION", "LiveLossPlot", "NonFiniteLossError", "TrainConfig",
+    "Trainer", "get_rng_state", "lr_curve", "lr_factor", "parse_field_value", "plot_metrics", "read_metrics",
+    "set_rng_state", "train",
+]
 
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on. Validated on construction (``ValueError`` naming the field).
-
-    ``batch_size`` is the number of images per optimizer step, over all accumulation steps and all
-    processes (so the optimisation does not change with ``grad_accum`` or the number of GPUs).
-    ``steps`` counts optimizer steps. Intervals (``log_every``, ``sample_every``, ``checkpoint_every``)
-    are in optimizer steps; 0 switches the periodic action off.
-    """
-
-    # data
-    dataset: str = "fashion_mnist"  # "fashion_mnist", "cifar10", "folder", "npy"
-    data_root: str | None = None  # data dir (default: DDPM_DATA_DIR), or the folder / .npy file
-    max_items: int | None = None  # train on a fixed subset of this many images
-    hflip: bool = False  # random horizontal flips (CIFAR-10 in Ho et al.)
-    class_conditional: bool = False  # give the UNet the labels (num_classes from the dataset)
-    label_dropout: float = 0.0  # classifier-free guidance: drop labels with this probability
-    # model
-    preset: str = "fashion_mnist"  # a ddpm_lib.unet.PRESETS name
-    unet: dict = field(default_factory=dict)  # UNetConfig fields overriding the preset
-    # diffusion
-    schedule: str = "linear"
-    num_timesteps: int = 1000
-    prediction_type: str = "epsilon"
-    loss_type: str = "l2"
-    min_snr_gamma: float | None = None
-    # optimisation
-    steps: int = 10_000
-    batch_size: int = 128
-    grad_accum: int = 1
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 500
-    lr_decay: str = "cosine"  # "cosine" (to min_lr_ratio * lr at the last step) or "constant"
-    min_lr_ratio: float = 0.0
-    grad_clip: float | None = 1.0  # max global gradient norm; None = no clipping
-    mixed_precision: str = "no"  # "no", "bf16", "fp16" (CUDA only, with a GradScaler)
-    ema_decay: float = 0.9999
-    ema_warmup: bool = True
-    channels_last: bool = False
-    compile: bool = False
-    # monitoring
-    log_every: int = 10
-    sample_every: int = 0
-    num_samples: int = 16
-    sample_steps: int = 50
-    sampler: str = "ddim"
-    checkpoint_every: int = 1000
-    loss_smoothing: float = 0.98  # EMA factor of the smoothed loss (best.pt, early stopping)
-    early_stopping_patience: int | None = None  # stop after this many steps without improvement
-    early_stopping_min_delta: float = 0.0
-    tensorboard: bool = True  # log to out_dir/tb when the tensorboard package is installed
-    progress: bool = True
-    # run
-    seed: int = 0
-    out_dir: str = "runs/default"
-    resume: bool = False  # continue from out_dir/latest.pt if it exists
-    overwrite: bool = False  # start afresh even if out_dir already holds a run
-    num_workers: int = 0
-    device: str | None = None  # default: ddpm_lib.settings.settings.device
-
-    def __post_init__(self):
-        self.validate()
-
-    # ----------------------------------------------------------------------------------------
-    @classmethod
-    def field_types(cls) -> dict[str, Any]:
-        return typing.get_type_hints(cls)
-
-    def validate(self) -> TrainConfig:
-        """Check every field's type and range; raise ValueError naming the field and the fix."""
-        for name, tp in self.field_types().items():
-            value = getattr(self, name)
-            if not _type_ok(value, tp):
-                raise ValueError(f"TrainConfig.{name} must be {_type_name(tp)}, got {value!r}.")
-            if isinstance(value, int) and not isinstance(value, bool) and _allows(tp, float):
-                setattr(self, name, float(value))
-
-        def bad(name, msg):
-            raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {msg}")
-
-        def choice(name, options):
-            if getattr(self, name) not in options:
-                bad(name, f"choose one of {', '.join(map(str, options))}.")
-
-        choice("schedule", SCHEDULE_NAMES)
-        choice("prediction_type", PREDICTION_TYPES)
-        choice("loss_type", LOSS_TYPES)
-        choice("mixed_precision", MIXED_PRECISION)
-        choice("lr_decay", LR_DECAYS)
-        choice("sampler", ("ddpm", "ddim", "dpm++"))
-        from ddpm_lib.unet import PRESETS
-
-        choice("preset", sorted(PRESETS))
-        for name in ("steps", "batch_size", "grad_accum", "num_timesteps", "num_samples", "sample_steps"):
-            if getattr(self, name) < 1:
-                bad(name, "must be >= 1.")
-        for name in ("warmup_steps", "log_every", "sample_every", "checkpoint_every", "num_workers", "seed"):
-            if getattr(self, name) < 0:
-                bad(name, "must be >= 0 (0 switches a periodic action off).")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            bad("lr", "the learning rate must be a positive number, e.g. 2e-4.")
-        if self.weight_decay < 0:
-            bad("weight_decay", "must be >= 0.")
-        if not 0 <= self.min_lr_ratio <= 1:
-            bad("min_lr_ratio", "must lie in [0, 1].")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            bad("grad_clip", "must be > 0, or None for no clipping.")
-        if not 0 <= self.ema_decay < 1:
-            bad("ema_decay", "must lie in [0, 1), e.g. 0.9999 (0.999 for short runs).")
-        if not 0 <= self.loss_smoothing < 1:
-            bad("loss_smoothing", "must lie in [0, 1).")
-        if not 0 <= self.label_dropout < 1:
-            bad("label_dropout", "must lie in [0, 1), e.g. 0.1 for classifier-free guidance.")
-        if self.label_dropout > 0 and not self.class_conditional:
-            bad("label_dropout", "label dropout needs class_conditional=True (there are no labels to drop).")
-        if self.min_snr_gamma is not None and not self.min_snr_gamma > 0:
-            bad("min_snr_gamma", "must be > 0 (Hang et al. use 5), or None.")
-        if self.max_items is not None and self.max_items < 1:
-            bad("max_items", "must be >= 1, or None for the whole dataset.")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            bad("early_stopping_patience", "must be >= 1, or None to switch early stopping off.")
-        if self.early_stopping_min_delta < 0:
-            bad("early_stopping_min_delta", "must be >= 0.")
-        if self.batch_size % self.grad_accum:
-            bad("batch_size", f"must be divisible by grad_accum={self.grad_accum} (images per optimizer step).")
-        if self.dataset not in ("fashion_mnist", "cifar10", "folder", "npy"):
-            bad("dataset", "choose one of fashion_mnist, cifar10, folder, npy.")
-        if self.dataset in ("folder", "npy") and not self.data_root:
-            bad("data_root", f"dataset={self.dataset!r} needs data_root (the image folder or the .npy/.npz file).")
-        from ddpm_lib.unet import UNetConfig
-
-        known = {f.name for f in dataclasses.fields(UNetConfig) if f.init}
-        unknown = set(self.unet) - known
-        if unknown:
-            bad("unet", f"unknown UNetConfig field(s) {sorted(unknown)}; known: {sorted(known)}.")
-        if self.device is not None:
-            try:
-                torch.device(self.device)
-            except RuntimeError:
-                bad("device", "not a device name: use cpu, cuda, cuda:1 or mps.")
-        return self
-
-    def to_dict(self) -> dict:
-        """Plain values only (for checkpoints loaded with ``weights_only=True`` and for JSON)."""
-        return {f.name: _plain_copy(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict, strict: bool = True) -> TrainConfig:
-        """Build from a dict; unknown keys raise (``strict``) or are ignored with a warning."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown and strict:
-            raise ValueError(f"unknown TrainConfig field(s): {sorted(unknown)}.")
-        if unknown:
-            warnings.warn(f"ignoring unknown TrainConfig field(s) {sorted(unknown)} (written by another ddpm_lib version?)", stacklevel=2)
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def replace(self, **changes) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
-
-
-def _plain_copy(v):
-    if isinstance(v, dict):
-        return {k: _plain_copy(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain_copy(x) for x in v]
-    return v
-
-
-def _type_args(tp) -> tuple:
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        return typing.get_args(tp)
-    return (tp,)
-
-
-def _allows(tp, kind) -> bool:
-    return kind in _type_args(tp)
-
-
-def _type_ok(value, tp) -> bool:
-    for kind in _type_args(tp):
-        if kind is type(None) and value is None:
-            return True
-        if kind is bool and isinstance(value, bool):
-            return True
-        if kind is int and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return True
-        if kind is float and isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
-            return True
-        if kind is str and isinstance(value, str):
-            return True
-        if kind is dict and isinstance(value, dict):
-            return True
-    return False
-
-
-def _type_name(tp) -> str:
-    names = {bool: "a bool (true/false)", int: "an int", float: "a number", str: "a string", dict: "a dict", type(None): "None"}
-    return " or ".join(names.get(k, str(k)) for k in _type_args(tp))
-
-
-def parse_field_value(name: str, text: str):
-    """Turn the command-line string ``text`` into the type of TrainConfig field ``name`` (ValueError if it cannot)."""
-    types_ = TrainConfig.field_types()
-    if name not in types_:
-        raise ValueError(f"unknown option --{name.replace('_', '-')}; see --help for the list.")
-    tp = types_[name]
-    kinds = _type_args(tp)
-    t = text.strip()
-    if type(None) in kinds and t.lower() in ("none", "null"):
-        return None
-    for kind in kinds:
-        try:
-            if kind is bool:
-                if t.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if t.lower() in ("0", "false", "no", "off"):
-                    return False
-            elif kind is int:
-                return int(t.replace("_", ""))
-            elif kind is float:
-                return float(t)
-            elif kind is str:
-                return t
-            elif kind is dict:
-                v = json.loads(t)
-                if isinstance(v, dict):
-                    return v
-        except ValueError:
-            continue
-    raise ValueError(f"--{name.replace('_', '-')}: {text!r} is not {_type_name(tp)}.")
-
-
-# ---------------------------------------------------------------------------------------------------
-# learning rate
-
-
-def lr_factor(step: int, warmup_steps: int, total_steps: int, decay: str = "cosine", min_ratio: float = 0.0) -> float:
-    """Multiplier of the base lr for optimizer step ``step`` (0-based): linear warm-up, then cosine decay.
-
-    Warm-up: (step + 1) / warmup_steps for the first ``warmup_steps`` steps (Goyal et al. 2017).
-    Cosine: min_ratio + (1 - min_ratio) * (1 + cos(pi * p)) / 2 with p going 0 -> 1 from the end of the
-    warm-up to the last step (Loshchilov & Hutter 2017, SGDR without restarts).
-    """
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if decay == "constant":
-        return 1.0
-    span = max(1, total_steps - warmup_steps)
-    p = min(1.0, (step - warmup_steps) / span)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
-
-
-def lr_curve(config: TrainConfig) -> np.ndarray:
-    """The learning rate at every optimizer step of a run with ``config`` (for plots)."""
-    return np.array([config.lr * lr_factor(s, config.warmup_steps, config.steps, config.lr_decay, config.min_lr_ratio)
-                     for s in range(config.steps)])
-
-
-# ---------------------------------------------------------------------------------------------------
-# RNG state (plain tensors/lists so that weights_only=True can load it)
-
-
-def get_rng_state(device: torch.device) -> dict:
-    py = random.getstate()
-    np_state = np.random.get_state()
-    state = {
-        "python": [py[0], list(py[1]), py[2]],
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "torch": torch.get_rng_state(),
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict, device: torch.device) -> None:
-    v, internal, gauss = state["python"]
-    random.setstate((v, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"].cpu())
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
-# ---------------------------------------------------------------------------------------------------
-# metrics
-
-
-def read_metrics(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The columns of ``run_dir/metrics.csv`` (or the csv file itself) as float arrays."""
-    path = Path(run_dir)
-    if path.is_dir():
-        path = path / "metrics.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics file at {path}: has training logged anything yet (log_every > 0)?")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    cols = rows[0].keys() if rows else METRIC_COLUMNS
-    return {c: np.array([float(r[c]) if r[c] not in ("", None) else np.nan for r in rows]) for c in cols}
-
-
-def plot_metrics(run_dir: str | os.PathLike, ax=None, log_y: bool = True, title: str | None = None):
-    """Plot the raw and smoothed training loss of a run (notebook helper); returns the axes."""
-    import matplotlib.pyplot as plt
-
-    m = read_metrics(run_dir)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(m["step"], m["loss"], alpha=0.4, label="loss (mean over log interval)")
-    ax.plot(m["step"], m["smoothed_loss"], label="smoothed loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_title(title or f"training loss: {Path(run_dir).name}")
-    ax.legend()
-    return ax
-
-
-class LiveLossPlot:
-    """A Trainer callback that redraws the loss curve in a notebook every ``every`` log rows.
-
-    ``Trainer(cfg, callbacks=[LiveLossPlot()]).fit()``
-    """
-
-    def __init__(self, every: int = 5):
-        self.every = every
-        self.calls = 0
-
-    def __call__(self, trainer: Trainer, row: dict) -> None:
-        self.calls += 1
-        if self.calls % self.every:
-            return
-        import matplotlib.pyplot as plt
-
-        try:
-            from IPython.display import clear_output, display
-        except ImportError:  # not in a notebook
-            return
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        plot_metrics(trainer.run_dir, ax=ax)
-        clear_output(wait=True)
-        display(fig)
-        plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -648,7 +314,7 @@ class Trainer:
             self.load_state(payload)
             self._resumed_from = latest
             if self.dist.is_main:
-                self._truncate_metrics(self.step)
+                truncate_metrics(self.run_dir, self.step)
             return
         if cfg.resume and self.dist.is_main:
             print(f"resume=True but {latest} does not exist yet: starting a new run.")
@@ -661,24 +327,6 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             for name in ("latest.pt", "best.pt", "final.pt", "metrics.csv"):
                 (self.run_dir / name).unlink(missing_ok=True)
-
-    def _truncate_metrics(self, step: int) -> None:
-        path = self.run_dir / "metrics.csv"
-        if not path.is_file():
-            return
-        with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= step]
-        self._write_rows(rows, mode="w")
-
-    def _write_rows(self, rows: list[dict], mode: str = "a") -> None:
-        path = self.run_dir / "metrics.csv"
-        new = mode == "w" or not path.is_file()
-        with open(path, mode if not new else "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-            if new:
-                w.writeheader()
-            for r in rows:
-                w.writerow({k: r.get(k, "") for k in METRIC_COLUMNS})
 
     # ---- sampling -----------------------------------------------------------------------------------
     def ema_model(self) -> nn.Module:
@@ -824,7 +472,7 @@ class Trainer:
                            "smoothed_loss": smoothed, "lr": lr_now, "grad_norm": grad_norm, "img_per_s": ips,
                            "elapsed_s": now - t0}
                     if main:
-                        self._write_rows([row])
+                        append_metrics(self.run_dir, [row])
                         bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr_now:.2e}", img_s=f"{ips:.0f}")
                         if self._tb is not None:
                             for k in ("loss", "smoothed_loss", "lr", "grad_norm", "img_per_s"):

@@ -11,12 +11,12 @@ import torch
 
 from ddpm_lib.checkpoint import (
     CheckpointMismatchError,
+    get_rng_state,
     load_checkpoint,
     load_model_weights,
     model_config_dict,
     save_checkpoint,
 )
-from ddpm_lib.trainer import get_rng_state
 from ddpm_lib.unet import UNet
 
 BIG = torch.arange(1_000_000, dtype=torch.float32)  # ~4 MB per file, so a kill often lands mid-write

@@ -1,0 +1,105 @@
+"""A run's ``metrics.csv``: the Trainer writes it, notebooks read and plot it.
+
+One row per logged optimizer step, with the columns :data:`METRIC_COLUMNS` (``loss`` is the mean over
+the log interval, ``smoothed_loss`` the bias-corrected exponential moving average). The Trainer appends
+rows with :func:`append_metrics` and, when it resumes from a checkpoint, drops the rows logged after it
+with :func:`truncate_metrics`. :func:`read_metrics` gives the columns as arrays, :func:`plot_metrics`
+draws the loss curve, and :class:`LiveLossPlot` redraws it during training in a notebook.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ddpm_lib.trainer import Trainer
+
+METRIC_COLUMNS = ("step", "epoch", "loss", "smoothed_loss", "lr", "grad_norm", "img_per_s", "elapsed_s")
+
+
+def _write_metrics(path: Path, rows: list[dict], append: bool) -> None:
+    new = not append or not path.is_file()
+    with open(path, "w" if new else "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        if new:
+            w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in METRIC_COLUMNS})
+
+
+def append_metrics(run_dir: str | os.PathLike, rows: list[dict]) -> None:
+    """Add ``rows`` (dicts keyed by :data:`METRIC_COLUMNS`) to ``run_dir/metrics.csv``, creating it if needed."""
+    _write_metrics(Path(run_dir) / "metrics.csv", rows, append=True)
+
+
+def truncate_metrics(run_dir: str | os.PathLike, step: int) -> None:
+    """Drop the rows of ``run_dir/metrics.csv`` logged after optimizer step ``step`` (when resuming)."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= step]
+    _write_metrics(path, rows, append=False)
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The columns of ``run_dir/metrics.csv`` (or the csv file itself) as float arrays."""
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics file at {path}: has training logged anything yet (log_every > 0)?")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    cols = rows[0].keys() if rows else METRIC_COLUMNS
+    return {c: np.array([float(r[c]) if r[c] not in ("", None) else np.nan for r in rows]) for c in cols}
+
+
+def plot_metrics(run_dir: str | os.PathLike, ax=None, log_y: bool = True, title: str | None = None):
+    """Plot the raw and smoothed training loss of a run (notebook helper); returns the axes."""
+    import matplotlib.pyplot as plt
+
+    m = read_metrics(run_dir)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(m["step"], m["loss"], alpha=0.4, label="loss (mean over log interval)")
+    ax.plot(m["step"], m["smoothed_loss"], label="smoothed loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_title(title or f"training loss: {Path(run_dir).name}")
+    ax.legend()
+    return ax
+
+
+class LiveLossPlot:
+    """A Trainer callback that redraws the loss curve in a notebook every ``every`` log rows.
+
+    ``Trainer(cfg, callbacks=[LiveLossPlot()]).fit()``
+    """
+
+    def __init__(self, every: int = 5):
+        self.every = every
+        self.calls = 0
+
+    def __call__(self, trainer: Trainer, row: dict) -> None:
+        self.calls += 1
+        if self.calls % self.every:
+            return
+        import matplotlib.pyplot as plt
+
+        try:
+            from IPython.display import clear_output, display
+        except ImportError:  # not in a notebook
+            return
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        plot_metrics(trainer.run_dir, ax=ax)
+        clear_output(wait=True)
+        display(fig)
+        plt.close(fig)
