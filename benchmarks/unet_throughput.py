@@ -2,8 +2,8 @@
 
 Both models are built at a matched configuration (same channels per level, residual blocks,
 attention placement and heads, GroupNorm groups, time-embedding width, dropout); the script loads
-ddpm_lib's weights into the diffusers model and checks both give the same output before timing, so
-the two really compute the same function. It then times, interleaved round by round (A B, B A,
+ddpm_lib's weights into the diffusers model (``ddpm_lib.diffusers_compat.to_diffusers``) and checks
+both give the same output before timing, so the two really compute the same function. It then times, interleaved round by round (A B, B A,
 A B, ...; warm-up first; median over rounds):
 
 - training: forward + MSE loss + backward + AdamW step, in steps/s and images/s;
@@ -31,54 +31,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ddpm_lib.diffusers_compat import to_diffusers  # noqa: E402
 from ddpm_lib.unet import PRESETS, UNet, UNetConfig  # noqa: E402
-
-
-def diffusers_twin(cfg: UNetConfig):
-    """diffusers' UNet2DModel with the architecture of ``UNet(cfg)``."""
-    from diffusers import UNet2DModel
-
-    chans = [cfg.base_channels * m for m in cfg.channel_mults]
-    attn = [r in cfg.attention_resolutions for r in cfg.resolutions]
-    head_dims = {c // cfg.heads_for(c) for c, a in zip(chans + [chans[-1]], attn + [cfg.mid_attention]) if a}
-    if len(head_dims) > 1:
-        raise SystemExit(f"diffusers uses one head size for every attention block; this config has head sizes {sorted(head_dims)}")
-    return UNet2DModel(
-        sample_size=cfg.image_size, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
-        block_out_channels=tuple(chans), layers_per_block=cfg.num_res_blocks,
-        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
-        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
-        attention_head_dim=head_dims.pop() if head_dims else None,
-        norm_num_groups=cfg.num_groups, norm_eps=1e-5, dropout=cfg.dropout,
-        flip_sin_to_cos=False, freq_shift=0, downsample_padding=1, add_attention=cfg.mid_attention,
-        resnet_time_scale_shift="default" if cfg.conditioning == "add" else "scale_shift",
-        num_class_embeds=None if cfg.num_classes is None else cfg.num_classes + 1,
-    )
-
-
-def to_diffusers_state_dict(sd: dict) -> dict:
-    """ddpm_lib UNet state dict -> UNet2DModel names (the fused qkv projection is split into q, k, v)."""
-    import re
-
-    out = {}
-    for k, v in sd.items():
-        k2 = k.replace("time_embed.fc1", "time_embedding.linear_1").replace("time_embed.fc2", "time_embedding.linear_2")
-        k2 = k2.replace("class_embed.", "class_embedding.").replace("norm_out.", "conv_norm_out.")
-        k2 = re.sub(r"^(down|up)\.(\d+)\.res\.", r"\1_blocks.\2.resnets.", k2)
-        k2 = re.sub(r"^(down|up)\.(\d+)\.attn\.", r"\1_blocks.\2.attentions.", k2)
-        k2 = re.sub(r"^down\.(\d+)\.resample\.", r"down_blocks.\1.downsamplers.0.", k2)
-        k2 = re.sub(r"^up\.(\d+)\.resample\.", r"up_blocks.\1.upsamplers.0.", k2)
-        k2 = k2.replace("mid_res1.", "mid_block.resnets.0.").replace("mid_res2.", "mid_block.resnets.1.")
-        k2 = k2.replace("mid_attn.", "mid_block.attentions.0.")
-        k2 = k2.replace(".emb_proj.", ".time_emb_proj.").replace(".skip.", ".conv_shortcut.")
-        if "attentions" in k2:
-            k2 = k2.replace(".norm.", ".group_norm.").replace(".proj_out.", ".to_out.0.")
-            if ".qkv." in k2:
-                for part, val in zip("qkv", v.chunk(3, dim=0)):
-                    out[k2.replace(".qkv.", f".to_{part}.")] = val
-                continue
-        out[k2] = v
-    return out
 
 
 class DiffusersAdapter(torch.nn.Module):
@@ -134,9 +88,10 @@ def main(argv=None) -> dict:
     with torch.no_grad():
         for q in ours.parameters():
             q.add_(torch.randn_like(q) * 0.02)
-    ref_model = diffusers_twin(cfg)
-    ref_model.load_state_dict(to_diffusers_state_dict(ours.state_dict()))
-    theirs = DiffusersAdapter(ref_model)
+    try:
+        theirs = DiffusersAdapter(to_diffusers(ours))
+    except ValueError as e:  # an architecture UNet2DModel cannot express
+        raise SystemExit(str(e)) from None
     n_ours = sum(q.numel() for q in ours.parameters())
     n_theirs = sum(q.numel() for q in theirs.parameters())
 

@@ -2,19 +2,20 @@
 
 References: closed-form formulas written out here, a naive attention computed here, and diffusers
 (a test-only oracle): its ``get_timestep_embedding``, ``ResnetBlock2D`` and whole ``UNet2DModel``
-loaded with our weights must give our outputs.
+loaded with our weights must give our outputs. (``ddpm_lib.diffusers_compat`` only renames the weights
+and sets UNet2DModel's options; the outputs compared come from two independent implementations.)
 """
 
 from __future__ import annotations
 
 import math
-import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from ddpm_lib.blocks import AttentionBlock, Downsample, ResBlock, Upsample
+from ddpm_lib.diffusers_compat import to_diffusers_state_dict, unet2d_config
 from ddpm_lib.embeddings import TimestepEmbedding, timestep_embedding
 from ddpm_lib.unet import PRESETS, UNet, UNetConfig
 
@@ -162,7 +163,7 @@ def test_cifar10_ddpm_parameter_count(capsys):
     assert sum(r["params"] for r in rows[:-1]) == n
     # an independent count: diffusers' UNet2DModel at Ho et al.'s configuration (google/ddpm-cifar10-32)
     with torch.device("meta"):
-        ref = diffusers_model(model.config)
+        ref = diffusers.UNet2DModel(**unet2d_config(model.config))
     assert sum(p.numel() for p in ref.parameters()) == n
 
 
@@ -309,26 +310,6 @@ def test_down_and_upsample():
 
 
 # ---------------------------------------------------------------------------------------- whole model vs diffusers
-def diffusers_model(cfg: UNetConfig):
-    """diffusers' UNet2DModel with the same architecture as ``UNet(cfg)`` (conditioning='add')."""
-    from diffusers import UNet2DModel
-
-    levels = len(cfg.channel_mults)
-    chans = [cfg.base_channels * m for m in cfg.channel_mults]
-    attn = [r in cfg.attention_resolutions for r in cfg.resolutions]
-    return UNet2DModel(
-        sample_size=cfg.image_size, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
-        block_out_channels=tuple(chans), layers_per_block=cfg.num_res_blocks,
-        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
-        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
-        attention_head_dim=chans[-1] // cfg.heads_for(chans[-1]) if levels else None,
-        norm_num_groups=cfg.num_groups, norm_eps=1e-5, dropout=cfg.dropout,
-        flip_sin_to_cos=False, freq_shift=0, downsample_padding=1,
-        num_class_embeds=None if cfg.num_classes is None else cfg.num_classes + 1,
-        add_attention=cfg.mid_attention,
-    )
-
-
 _RES = {"emb_proj": "time_emb_proj", "skip": "conv_shortcut"}
 
 
@@ -337,38 +318,15 @@ def _resblock_key(k: str) -> str:
     return f"{_RES.get(name, name)}.{rest}"
 
 
-def ours_to_diffusers(sd: dict) -> dict:
-    """Rename our UNet's state dict to UNet2DModel's (splitting the fused qkv projection)."""
-    out = {}
-    for k, v in sd.items():
-        k2 = k.replace("time_embed.fc1", "time_embedding.linear_1").replace("time_embed.fc2", "time_embedding.linear_2")
-        k2 = k2.replace("class_embed.", "class_embedding.").replace("norm_out.", "conv_norm_out.")
-        k2 = re.sub(r"^(down|up)\.(\d+)\.res\.", lambda m: f"{m[1]}_blocks.{m[2]}.resnets.", k2)
-        k2 = re.sub(r"^(down|up)\.(\d+)\.attn\.", lambda m: f"{m[1]}_blocks.{m[2]}.attentions.", k2)
-        k2 = re.sub(r"^down\.(\d+)\.resample\.", r"down_blocks.\1.downsamplers.0.", k2)
-        k2 = re.sub(r"^up\.(\d+)\.resample\.", r"up_blocks.\1.upsamplers.0.", k2)
-        k2 = k2.replace("mid_res1.", "mid_block.resnets.0.").replace("mid_res2.", "mid_block.resnets.1.")
-        k2 = k2.replace("mid_attn.", "mid_block.attentions.0.")
-        k2 = re.sub(r"\.emb_proj\.", ".time_emb_proj.", k2)
-        k2 = re.sub(r"\.skip\.", ".conv_shortcut.", k2)
-        if "attentions" in k2:
-            k2 = k2.replace(".norm.", ".group_norm.").replace(".proj_out.", ".to_out.0.")
-            if ".qkv." in k2:
-                for part, val in zip("qkv", v.chunk(3, dim=0)):
-                    out[k2.replace(".qkv.", f".to_{part}.")] = val
-                continue
-        out[k2] = v
-    return out
-
-
-@pytest.mark.parametrize("num_classes", [None, 3])
-def test_whole_unet_matches_diffusers(num_classes):
+@pytest.mark.parametrize("num_classes,conditioning", [(None, "add"), (3, "add"), (3, "scale_shift")])
+def test_whole_unet_matches_diffusers(num_classes, conditioning):
     cfg = UNetConfig(image_size=16, in_channels=3, out_channels=2, base_channels=16, channel_mults=(1, 2, 2),
-                     num_res_blocks=2, attention_resolutions=(8,), num_heads=2, num_groups=8, num_classes=num_classes)
+                     num_res_blocks=2, attention_resolutions=(8,), num_heads=2, num_groups=8, num_classes=num_classes,
+                     conditioning=conditioning)
     ours = perturb(UNet(cfg), std=0.1).eval()
-    ref = diffusers_model(cfg).eval()
+    ref = diffusers.UNet2DModel(**unet2d_config(cfg)).eval()
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
-    ref.load_state_dict(ours_to_diffusers(ours.state_dict()))  # strict: every key maps
+    ref.load_state_dict(to_diffusers_state_dict(ours.state_dict()))  # strict: every key maps
     x = torch.randn(2, 3, 16, 16)
     t = torch.tensor([4, 731])
     labels = None if num_classes is None else torch.tensor([2, 3])
