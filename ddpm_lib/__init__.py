@@ -15,6 +15,7 @@ Modules, roughly in course order:
 - ``schedules``: noise schedules (linear, cosine, sigmoid, quadratic) and their derived quantities.
 - ``forward``: the forward process q(x_t | x_0) (eq. 4), the posterior (eqs. 6-7), eps/x0/v conversions.
 - ``embeddings``, ``blocks``, ``unet``: timestep embeddings, ResBlock/attention, the UNet.
+  ``diffusers_compat``: export the UNet to diffusers' UNet2DModel (tests and benchmarks check against it).
 - ``losses``, ``ema``, ``checkpoint``, ``train_config``, ``trainer``, ``distributed``: training
   (Algorithm 1); ``monitor``: a run's metrics.csv, read and plotted.
 - ``samplers``: DDPM ancestral sampling (Algorithm 2), DDIM, DPM-Solver++, classifier-free guidance.
