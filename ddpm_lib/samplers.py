@@ -263,7 +263,8 @@ class DDIMSampler(_Sampler):
     "leading" and for "trailing" when n divides T, but not for "linspace": diffusers issue #12633),
     and is 1 after the last step (diffusers' default ``set_alpha_to_one=True``).
 
-    With ``clip_x0=True`` the clipped x0-hat is used in the first term while eps-hat stays the model's
+    With ``clip_x0=True`` (the default, as in diffusers: images live in [-1, 1], and clipping keeps an
+    imperfect model's x0-hat there; turn it off for data outside [-1, 1]) the clipped x0-hat is used in the first term while eps-hat stays the model's
     (diffusers' default ``use_clipped_model_output=False``). Noise is drawn on every step when eta > 0
     (also on the last one, where sigma = 0), as diffusers does, so seeded runs match draw for draw.
     """
@@ -274,7 +275,7 @@ class DDIMSampler(_Sampler):
         num_steps: int = 50,
         eta: float = 0.0,
         spacing: str = "leading",
-        clip_x0: bool = False,
+        clip_x0: bool = True,
     ):
         schedule = _check_schedule(schedule)
         if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (0.0 <= float(eta) <= 1.0):
@@ -326,7 +327,7 @@ class DPMSolverSampler(_Sampler):
     calls :meth:`reset` before a run, and stepping from ``timesteps[0]`` resets it too.
     """
 
-    def __init__(self, schedule: NoiseSchedule, num_steps: int = 20, spacing: str = "trailing", clip_x0: bool = False):
+    def __init__(self, schedule: NoiseSchedule, num_steps: int = 20, spacing: str = "trailing", clip_x0: bool = True):
         schedule = _check_schedule(schedule)
         super().__init__(schedule, make_timesteps(schedule.num_timesteps, num_steps, spacing))
         self.spacing = spacing
@@ -388,18 +389,19 @@ def build_sampler(
 ):
     """A sampler from its name: ``"ddpm"``, ``"ddim"`` or ``"dpm++"`` (defaults: all T, 50, 20 steps)."""
     T = schedule.num_timesteps
+    clip = True if clip_x0 is None else bool(clip_x0)
     if sampler == "ddpm":
         if eta != 0.0:
             raise ValueError("eta is a DDIM setting: use sampler='ddim' (eta=1 is DDPM-like) or leave eta=0.")
-        return DDPMSampler(schedule, clip_x0=True if clip_x0 is None else clip_x0, num_steps=num_steps)
+        return DDPMSampler(schedule, clip_x0=clip, num_steps=num_steps)
     if sampler == "ddim":
         return DDIMSampler(
-            schedule, num_steps=min(50, T) if num_steps is None else num_steps, eta=eta, clip_x0=bool(clip_x0)
+            schedule, num_steps=min(50, T) if num_steps is None else num_steps, eta=eta, clip_x0=clip
         )
     if sampler in ("dpm++", "dpmsolver++"):
         if eta != 0.0:
             raise ValueError("eta is a DDIM setting; DPM-Solver++(2M) is deterministic: leave eta=0.")
-        return DPMSolverSampler(schedule, num_steps=min(20, T) if num_steps is None else num_steps, clip_x0=bool(clip_x0))
+        return DPMSolverSampler(schedule, num_steps=min(20, T) if num_steps is None else num_steps, clip_x0=clip)
     raise ValueError(f"Unknown sampler {sampler!r}: use one of {SAMPLER_NAMES} or a sampler instance.")
 
 
@@ -457,7 +459,7 @@ def sample(
         shape: (B, ...) of the samples, e.g. (16, 1, 32, 32) or (4000, 2).
         sampler: "ddpm" (default: all T steps), "ddim" (default 50 steps), "dpm++" (default 20 steps),
             or a sampler instance (then configure num_steps/eta/clip_x0 on the instance).
-        num_steps, eta, clip_x0: settings for a sampler given by name (clip_x0 None: the sampler's default).
+        num_steps, eta, clip_x0: settings for a sampler given by name (clip_x0 None: clip, as every sampler does by default; pass False for data outside [-1, 1]).
         generator: a torch.Generator; x_T and every step's noise are drawn from it (on its device, the CPU
             for ``torch.Generator()``), so the result does not depend on the device or on earlier cells.
         labels: class labels, an int or a LongTensor (B,); guidance_scale, null_label: classifier-free

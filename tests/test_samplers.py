@@ -109,7 +109,7 @@ def test_ddpm_last_step_adds_no_noise():
 @pytest.mark.parametrize("n", [10, 50, 100])
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_ddim_step_matches_diffusers(spacing, n, eta):
-    ours = DDIMSampler(SCHED, num_steps=n, eta=eta, spacing=spacing)
+    ours = DDIMSampler(SCHED, num_steps=n, eta=eta, spacing=spacing, clip_x0=False)
     ref = _f64(DDIMScheduler(num_train_timesteps=T, clip_sample=False, timestep_spacing=spacing))
     ref.set_timesteps(n)
     ref32 = DDIMScheduler(num_train_timesteps=T, clip_sample=False, timestep_spacing=spacing)
@@ -140,7 +140,7 @@ def test_ddim_clipping_matches_diffusers():
 def test_ddim_linspace_uses_true_previous_timestep(n, eta):
     """Song et al. 2021 eq. 12 + 16, written out here with prev = the next entry of the sequence
     (diffusers would use t - T // n; its issue #12633) and abar = 1 after the last step."""
-    s = DDIMSampler(SCHED, num_steps=n, eta=eta, spacing="linspace")
+    s = DDIMSampler(SCHED, num_steps=n, eta=eta, spacing="linspace", clip_x0=False)
     seq = torch.linspace(0, T - 1, n).round().flip(0).long()
     assert torch.equal(s.timesteps, seq)
     ab = torch.cumprod(1 - SCHED.betas.double(), 0)
@@ -160,7 +160,7 @@ def test_ddim_linspace_uses_true_previous_timestep(n, eta):
 
 def test_ddim_eta1_full_sequence_is_ddpm_fixed_small():
     """With every timestep, DDIM's sigma (eq. 16 at eta=1) is the posterior std, so the steps coincide."""
-    ddim = DDIMSampler(SCHED, num_steps=T, eta=1.0)
+    ddim = DDIMSampler(SCHED, num_steps=T, eta=1.0, clip_x0=False)
     ddpm = DDPMSampler(SCHED, variance="fixed_small", clip_x0=False)
     for t in [900, 300, 5, 1]:
         xt, out = _pair(t, torch.float64)
@@ -172,7 +172,7 @@ def test_ddim_eta1_full_sequence_is_ddpm_fixed_small():
 def test_dpm_solver_matches_diffusers(n):
     """DPM-Solver++(2M) over a whole run against diffusers' DPMSolverMultistepScheduler (trailing spacing,
     final sigma 0), given the same model outputs; diffusers' sigmas replaced by float64 ones."""
-    ours = DPMSolverSampler(SCHED, num_steps=n)
+    ours = DPMSolverSampler(SCHED, num_steps=n, clip_x0=False)
     ref = DPMSolverMultistepScheduler(num_train_timesteps=T, timestep_spacing="trailing", final_sigmas_type="zero")
     ref.set_timesteps(n)
     assert torch.equal(ours.timesteps, ref.timesteps)
@@ -190,8 +190,8 @@ def test_dpm_solver_matches_diffusers(n):
 @pytest.mark.parametrize("make", [
     lambda: DDPMSampler(SCHED, clip_x0=False),
     lambda: DDPMSampler(SCHED, variance="fixed_large", clip_x0=True),
-    lambda: DDIMSampler(SCHED, 20, eta=0.3, spacing="trailing"),
-    lambda: DPMSolverSampler(SCHED, 10),
+    lambda: DDIMSampler(SCHED, 20, eta=0.3, spacing="trailing", clip_x0=False),
+    lambda: DPMSolverSampler(SCHED, 10, clip_x0=False),
 ])
 def test_eps_x0_v_models_give_the_same_step(make):
     ab = torch.cumprod(1 - SCHED.betas.double(), 0)
@@ -277,7 +277,7 @@ def test_full_loop_matches_a_diffusers_loop(name, ref_cls, kwargs):
     sched = make_schedule("linear", 100)
     model = EpsFromX()
     n = 100 if name == "ddpm" else 10
-    ref = ref_cls(num_train_timesteps=100, beta_start=1e-3, beta_end=0.2, clip_sample=(name == "ddpm"))
+    ref = ref_cls(num_train_timesteps=100, beta_start=1e-3, beta_end=0.2)  # both clip x0-hat by default, as ours
     ref.set_timesteps(n)
     g = _gen(7)
     x = torch.randn((3, 2, 4, 4), generator=g)

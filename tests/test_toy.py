@@ -137,7 +137,7 @@ def test_ddim_50_steps_reproduces_the_mixture():
     0.05 absolute on means (the means are 3.6-4 apart) and 0.05 on relative covariance entries."""
     gm = GaussianMixture(WEIGHTS, MEANS, COVS)
     sched = make_schedule("linear", 1000)
-    x = sample(GaussianMixtureDenoiser(gm, sched), sched, (N_SAMPLES, 2), DDIMSampler(sched, 50, eta=0.0),
+    x = sample(GaussianMixtureDenoiser(gm, sched), sched, (N_SAMPLES, 2), DDIMSampler(sched, 50, eta=0.0, clip_x0=False),
                generator=torch.Generator().manual_seed(0), progress=False)
     _check_mixture_stats(x, gm, mean_allow=0.05, cov_allow=0.05)
 
@@ -148,9 +148,9 @@ def test_conditional_denoiser_and_guidance():
     sched = make_schedule("cosine", 100)
     den = GaussianMixtureDenoiser(gm, sched, conditional=True)
     assert den.null_class == 3
-    x = sample(den, sched, (600, 2), "ddim", num_steps=50, labels=1, generator=torch.Generator().manual_seed(0), progress=False)
+    x = sample(den, sched, (600, 2), "ddim", num_steps=50, labels=1, clip_x0=False, generator=torch.Generator().manual_seed(0), progress=False)
     assert (x.double().mean(0) - gm.means[1]).abs().max() < 0.1
-    x = sample(den, sched, (600, 2), "ddim", num_steps=20, guidance_scale=0.0, generator=torch.Generator().manual_seed(0), progress=False)
+    x = sample(den, sched, (600, 2), "ddim", num_steps=20, guidance_scale=0.0, clip_x0=False, generator=torch.Generator().manual_seed(0), progress=False)
     comp = gm._terms(x.double(), torch.ones(600, dtype=torch.float64))[0].argmax(1)
     assert comp.bincount(minlength=3).min() > 60
 
