@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-notebooks test-slow run lab lint student data fid-weights bench clean
+.PHONY: help install test test-unit test-notebooks test-slow test-oldest run lab lint student data fid-weights bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ test-notebooks: $(STAMP) ## notebooks only, under nbval in FAST mode
 
 test-slow: $(STAMP) ## the slow tests too (minutes)
 	$(PY) -m pytest tests
+
+test-oldest: ## unit tests + notebooks 04 and 06 with the oldest supported torch/torchvision/numpy (own venv, ~3 GB download)
+	tools/test_oldest.sh
 
 run: $(STAMP) ## execute every notebook headless into build/notebooks/ (FAST unless a GPU is found or DDPM_FAST=0)
 	@mkdir -p build/notebooks

@@ -22,8 +22,66 @@ Modules, roughly in course order:
 - ``toy``: a Gaussian mixture with its exact optimal denoiser, to test samplers without training.
 - ``features``, ``metrics``, ``classifier``, ``evaluate``: FID, KID, Inception Score.
 - ``exercises``: the checkers for the notebooks' exercises; ``student``: ``make student``.
+
+Each notebook's setup cell calls :func:`require` with the version it was written for, so a notebook
+and an older installed library never drift silently.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-__all__ = ["__version__"]
+__version__ = "0.2.0"
+
+# The git URL the notebooks' Colab cell installs from; each release is tagged ``v<__version__>``
+# (README, "Releasing").
+REPO_URL = "https://github.com/ddpm-course/ddpm-course"
+
+__all__ = ["REPO_URL", "LibraryTooOldError", "__version__", "require"]
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """``"0.2.0"`` -> ``(0, 2, 0)``; stops at the first non-numeric part (``"0.3.0.dev1"`` -> ``(0, 3, 0)``)."""
+    out = []
+    for part in version.split("+")[0].split("."):
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        out.append(int(digits))
+        if len(digits) < len(part):
+            break
+    return tuple(out)
+
+
+class LibraryTooOldError(ImportError):
+    """The installed ddpm_lib is older than a notebook needs. In Jupyter it shows as its one-line
+    message (no traceback), and stops "Run all"."""
+
+    def _render_traceback_(self):  # IPython shows this instead of a traceback
+        return [f"{type(self).__name__}: {self}"]
+
+
+def require(min_version: str) -> str:
+    """Check the installed ddpm_lib is at least ``min_version`` (the version a notebook was written for).
+
+    Returns the installed version. Otherwise raises :class:`LibraryTooOldError`, whose one-line message
+    says exactly how to update: ``git pull`` and ``make install`` in a course checkout, else a
+    ``%pip install`` of the matching release tag.
+    """
+    if not _version_tuple(min_version):
+        raise ValueError(f"require: {min_version!r} is not a version like '0.2.0'.")
+    if _version_tuple(__version__) >= _version_tuple(min_version):
+        return __version__
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir():
+        how = f"update the course checkout: `git pull` then `make install` in {root}"
+    else:
+        how = f'run `%pip install -U "ddpm-course @ git+{REPO_URL}@v{min_version}"`'
+    raise LibraryTooOldError(
+        f"this notebook needs ddpm_lib >= {min_version} but {__version__} is installed "
+        f"({Path(__file__).resolve().parent}): {how}, then restart the kernel."
+    )

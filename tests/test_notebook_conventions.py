@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import ddpm_lib
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 COURSE_MAP = {
     "00": "00_welcome",
@@ -28,8 +30,10 @@ BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 INSTALL_CELL = (
     "import sys\n"
     'if "google.colab" in sys.modules:\n'
-    '    %pip install -q "ddpm-course @ git+https://github.com/ddpm-course/ddpm-course"'
+    f'    %pip install -q "ddpm-course @ git+https://github.com/ddpm-course/ddpm-course@v{ddpm_lib.__version__}"'
 )
+# the setup cell's version handshake (tools/set_version.py writes both this and the install cell's ref)
+REQUIRE_LINE = f'ddpm_lib.require("{ddpm_lib.__version__}")'
 NAME_RE = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
 
 
@@ -88,6 +92,10 @@ def test_opening_cells(path):
     setup = text(cells[2])
     assert cells[2]["cell_type"] == "code" and "settings.banner()" in setup and "seed_everything(" in setup, (
         f"{path.name}: cell 3 must print settings.banner() and call seed_everything(...)"
+    )
+    assert REQUIRE_LINE in setup, (
+        f"{path.name}: cell 3 must check the installed library with `{REQUIRE_LINE}` (the version the notebook "
+        "was written for, the ref its Colab cell installs); `python tools/set_version.py VERSION` writes both"
     )
 
 
