@@ -260,22 +260,26 @@ def get_classifier(
     return model
 
 
-def main(argv: list[str] | None = None) -> None:
-    from .data import dataset_info, load_dataset
-
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ddpm_lib.classifier", description="Train the FID feature classifier.")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train on a dataset's training split, report test accuracy, save")
-    t.add_argument("--dataset", required=True, choices=["fashion_mnist", "cifar10"])
+    t.add_argument("--dataset", required=True, choices=["fashion_mnist", "cifar10"], help="dataset to train on")
     t.add_argument("--root", default=None, help="data folder (default: settings.data_dir)")
-    t.add_argument("--steps", type=int, default=3000)
-    t.add_argument("--batch", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--width", type=int, default=32)
-    t.add_argument("--max-items", type=int, default=None)
-    t.add_argument("--device", default=None)
+    t.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
+    t.add_argument("--batch", type=int, default=128, help="images per step (default 128)")
+    t.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    t.add_argument("--width", type=int, default=32, help="channels of the first convolution (default 32)")
+    t.add_argument("--max-items", type=int, default=None, help="train on the first N images only (default: all)")
+    t.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
     t.add_argument("--out", default=None, help="output file (default: runs/classifier-<dataset>/classifier.pt)")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .data import dataset_info, load_dataset
+
+    a = build_parser().parse_args(argv)
     info = dataset_info(a.dataset)
     t0 = time.perf_counter()
     train = load_dataset(a.dataset, train=True, root=a.root, max_items=a.max_items)

@@ -21,21 +21,6 @@ from pathlib import Path
 
 PROG = "python -m ddpm_lib"
 
-_HELP = {
-    "dataset": "fashion_mnist, cifar10, folder or npy",
-    "data_root": "data folder (default DDPM_DATA_DIR), or the image folder / .npy file",
-    "preset": "UNet preset: tiny, fashion_mnist, cifar10_ddpm",
-    "unet": "JSON dict of UNetConfig overrides, e.g. '{\"dropout\": 0.0}'",
-    "out_dir": "run folder (metrics.csv, latest.pt, best.pt, final.pt, samples/)",
-    "steps": "optimizer steps",
-    "batch_size": "images per optimizer step (all GPUs and accumulation steps together)",
-    "mixed_precision": "no, bf16 or fp16 (CUDA)",
-    "resume": "continue from out_dir/latest.pt",
-    "checkpoint_every": "steps between latest.pt/best.pt saves (0: only at the end)",
-    "sample_every": "steps between EMA sample grids in out_dir/samples (0: never)",
-}
-
-
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
@@ -53,7 +38,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
-    from ddpm_lib.train_config import TrainConfig
+    from ddpm_lib.train_config import FIELD_HELP, TrainConfig
 
     p = subparsers.add_parser("train", help="train a diffusion model", description="Train a diffusion model "
                               "(every TrainConfig field is an option).")
@@ -69,7 +54,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         is_bool = tp is bool
         p.add_argument(*names, dest=f.name, default=argparse.SUPPRESS, metavar="BOOL" if is_bool else "VALUE",
                        nargs="?" if is_bool else None, const="true" if is_bool else None,
-                       help=f"{_HELP.get(f.name, '')} (default: {default!r})".strip())
+                       help=f"{FIELD_HELP[f.name]} (default: {default!r})")
     p.add_argument("--config", dest="_config", default=None, metavar="JSON",
                    help="a JSON file of TrainConfig fields (e.g. a run's config.json); options override it")
     p.set_defaults(func=run_train)
@@ -137,7 +122,7 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
                               description="Draw samples from a trained checkpoint and save a PNG grid.")
     p.add_argument("--ckpt", required=True, help="checkpoint file (final.pt, best.pt, latest.pt)")
     p.add_argument("--num", type=int, default=64, help="number of images (default 64)")
-    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++"], help="default ddim")
+    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++"], help="sampler (default ddim)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50; ddpm: 0 = all T)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
     p.add_argument("--out", default="samples.png", help="grid PNG to write (default samples.png)")
@@ -146,8 +131,8 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--class", dest="class_label", type=int, default=None,
                    help="class label for a class-conditional model (default: all classes in turn)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=256, help="images per sampling batch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
+    p.add_argument("--batch", type=int, default=256, help="images per sampling batch (default 256)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")
     p.set_defaults(func=run_sample)

@@ -534,15 +534,19 @@ def _announce_standin(name: str, data_dir: Path, syn_dir: Path, why: str) -> Non
 # --------------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser():
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m ddpm_lib.data", description="Fetch or inspect the course datasets.")
     sub = p.add_subparsers(dest="cmd", required=True)
     dl = sub.add_parser("download", help="download datasets into the data dir (needs internet)")
-    dl.add_argument("names", nargs="+", choices=["fashion_mnist", "cifar10"])
+    dl.add_argument("names", nargs="+", choices=["fashion_mnist", "cifar10"], help="datasets to download")
     sub.add_parser("status", help="which datasets are present (never downloads)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     data_dir = _settings_mod.settings.data_dir
     if args.cmd == "status":
         for st in data_status().values():

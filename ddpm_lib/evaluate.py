@@ -216,19 +216,20 @@ def format_report(r: dict) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, help="a Trainer checkpoint (final.pt, best.pt, latest.pt)")
     p.add_argument("--num", type=int, default=10_000, help="number of samples (default 10000)")
-    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++"])
+    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++"], help="sampler (default ddim)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (ddpm: default all T; pass 0 for all)")
-    p.add_argument("--features", default="classifier", choices=["classifier", "inception"])
+    p.add_argument("--features", default="classifier", choices=["classifier", "inception"],
+                   help="classifier: the course's small CNN, offline (default); inception: Inception-v3, as in papers")
     p.add_argument("--classifier", default=None, help="feature classifier file (default: runs/classifier-<dataset>/classifier.pt, trained if missing)")
     p.add_argument("--inception-weights", default=None, help="Inception-v3 weights file (default: data/fid_weights/...)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (conditional models)")
-    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--batch", type=int, default=250, help="images per sampling and feature batch (default 250)")
     p.add_argument("--dataset", default=None, help="reference dataset (default: the checkpoint's)")
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--data-root", default=None, help="folder of the reference dataset (default: DDPM_DATA_DIR)")
     p.add_argument("--max-real", type=int, default=None, help="use only this many test images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")
     p.add_argument("--out", default=None, help="write the JSON report here")
     p.set_defaults(func=run_from_args)
     return p
@@ -252,9 +253,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return add_arguments(subparsers.add_parser("evaluate", help="FID/KID/IS of samples against the test split"))
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(prog="python -m ddpm_lib.evaluate", description=__doc__.splitlines()[0]))
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m ddpm_lib.evaluate", description=__doc__.splitlines()[0]))
-    run_from_args(parser.parse_args(argv))
+    run_from_args(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

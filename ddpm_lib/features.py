@@ -22,6 +22,9 @@ not comparable to published FIDs either).
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -228,34 +231,91 @@ def compute_features(
     return torch.cat(out)
 
 
+def hash_prefix_from_name(name: str) -> str | None:
+    """The sha256 prefix a weights file name carries, torch hub's convention: ``name-<hex>.pth`` -> ``<hex>``."""
+    m = re.search(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$", name)
+    return m.group(1) if m else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class WeightsDownloadError(OSError):
+    """A download failed or gave a file whose sha256 does not match its name (nothing is left behind)."""
+
+
+def fetch_verified(url: str, target: str | Path, progress: bool = True) -> Path:
+    """Download ``url`` to ``target``, keeping it only if its sha256 starts with the prefix in its name.
+
+    torch hub's ``download_url_to_file`` writes the bytes to a temporary ``<target>.<uuid>.partial``
+    file, checks the prefix, and moves the file into place only when complete and verified; on any
+    failure (a dropped connection, Ctrl-C, a wrong hash) it removes the partial file, so nothing is left
+    behind and the next run starts clean.
+    """
+    target = Path(target)
+    prefix = hash_prefix_from_name(target.name)
+    if prefix is None:
+        raise ValueError(f"{target.name}: the file name carries no sha256 prefix (name-<hex>.ext), nothing to verify against.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=prefix, progress=progress)
+    except RuntimeError as err:  # the hash mismatch
+        raise WeightsDownloadError(f"{url}: {err}; nothing was kept.") from None
+    except OSError as err:  # URLError, connection reset, disk full
+        raise WeightsDownloadError(f"{url}: download failed ({err}); nothing was kept. Are you online?") from None
+    return target
+
+
 def download_weights(variant: str = "fid", dest_dir: str | Path | None = None) -> Path:
-    """Download the Inception weights (needs internet) into ``dest_dir`` (default: data_dir/fid_weights)."""
+    """Download the Inception weights (needs internet) into ``dest_dir`` (default: data_dir/fid_weights).
+
+    The file's sha256 must start with the prefix its name carries (``...-6726825d.pth``); a file
+    already there is checked the same way (and left in place, with the fix named, if it does not match).
+    """
     if variant not in WEIGHTS:
         raise ValueError(f"variant must be 'fid' or 'torchvision', got {variant!r}.")
     name, url = WEIGHTS[variant]
     dest = Path(dest_dir) if dest_dir is not None else default_weights_dir()
-    dest.mkdir(parents=True, exist_ok=True)
     target = dest / name
     if target.is_file():
-        print(f"{target} already exists.")
+        digest, prefix = _sha256(target), hash_prefix_from_name(name)
+        if not digest.startswith(prefix):
+            raise WeightsDownloadError(f"{target} exists but its sha256 starts with {digest[:len(prefix)]}, not {prefix}: "
+                                       "delete it and run `make fid-weights` again.")
+        print(f"{target} already exists (sha256 {digest[:len(prefix)]}... verified).")
         return target
-    torch.hub.download_url_to_file(url, str(target), progress=True)  # writes a temp file, then moves it
-    print(f"saved {target}")
+    from ddpm_lib.progress import is_interactive
+
+    fetch_verified(url, target, progress=is_interactive(sys.stderr))  # tqdm writes to stderr: no bar in a log
+    print(f"saved {target} (sha256 verified)")
     return target
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ddpm_lib.features", description="Inception weights for FID.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ddpm_lib.features", description="Inception-v3 weights for FID.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("download", help="download the Inception-v3 weights (needs internet)")
-    d.add_argument("--variant", choices=sorted(WEIGHTS), default="fid")
+    d = sub.add_parser("download", help="download the Inception-v3 weights (needs internet), verifying their sha256",
+                       description="Download the Inception-v3 weights, keeping them only if their sha256 matches the file name.")
+    d.add_argument("--variant", choices=sorted(WEIGHTS), default="fid",
+                   help="fid: the TF FID graph's weights, as in papers (default); torchvision: ImageNet weights")
     d.add_argument("--dir", default=None, help="target folder (default: <data_dir>/fid_weights)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         download_weights(args.variant, args.dir)
-    except OSError as err:  # URLError is an OSError
-        raise SystemExit(f"download failed ({err}). Are you online? URL: {WEIGHTS[args.variant][1]}") from err
+    except WeightsDownloadError as err:
+        print(f"python -m ddpm_lib.features download: error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

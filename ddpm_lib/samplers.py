@@ -466,7 +466,7 @@ def sample(
             guidance (see :func:`guided_output`); the null label defaults to ``model.null_class``.
         prediction_type: what the model predicts: "epsilon", "x0" or "v".
         return_trajectory: also return the list [x_T, ..., x_0] (CPU tensors, len(timesteps) + 1 of them).
-        progress: show a tqdm progress bar.
+        progress: show a progress bar (tqdm; in a log, a line every 30 s: :mod:`ddpm_lib.progress`).
         device: where to run (default: the model's device, else the CPU).
         x_T: start from this noise (of ``shape``) instead of drawing it, e.g. to map chosen noises
             through deterministic DDIM; the generator then only feeds the steps' noise.
@@ -506,7 +506,7 @@ def sample(
         if labels.shape != (B,):
             raise ValueError(f"labels must be an int or have shape ({B},) (one per sample), got {tuple(labels.shape)}.")
 
-    from tqdm.auto import tqdm
+    from ddpm_lib.progress import progress_bar
 
     was_training = getattr(model, "training", None)
     if hasattr(model, "eval"):
@@ -522,7 +522,7 @@ def sample(
                     raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape is {shape}.")
                 x = x_T.to(device=device, dtype=torch.float32)
             trajectory = [x.detach().cpu()] if return_trajectory else None
-            for t in tqdm(samp.timesteps.tolist(), desc=f"sampling ({type(samp).__name__})", disable=not progress, leave=False):
+            for t in progress_bar(samp.timesteps.tolist(), desc=f"sampling ({type(samp).__name__})", disable=not progress, leave=False):
                 t_batch = torch.full((B,), t, dtype=torch.long, device=device)
                 out = guided_output(model, x, t_batch, labels, guidance_scale, null_label)
                 if out.shape != x.shape:

@@ -119,19 +119,28 @@ def write_student_copies(sources: list[str | os.PathLike], out_dir: str | os.Pat
     return report
 
 
+def build_parser():
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="python -m ddpm_lib.student",
+        description="Write student copies of the notebooks: every solution between the markers replaced by "
+                    "`raise NotImplementedError`, all outputs removed (`make student`).")
+    p.add_argument("sources", nargs="+", metavar="NOTEBOOKS", help="notebook files, or folders of notebooks")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the student copies into")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) < 2 or args[0] in ("-h", "--help"):
-        print("usage: python -m ddpm_lib.student NOTEBOOKS_DIR_OR_FILES... OUT_DIR", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
     try:
-        report = write_student_copies(args[:-1], args[-1])
+        report = write_student_copies(args.sources, args.out_dir)
     except (MarkerError, FileNotFoundError, json.JSONDecodeError) as e:
         print(f"make student: {e}", file=sys.stderr)
         return 1
     for name, n in report.items():
         print(f"  {name}: {n} exercise(s) replaced")
-    print(f"Student copies written to {args[-1]}/")
+    print(f"Student copies written to {args.out_dir}/")
     return 0
 
 

@@ -292,3 +292,65 @@ def lr_curve(config: TrainConfig) -> np.ndarray:
     """The learning rate at every optimizer step of a run with ``config`` (for plots)."""
     return np.array([config.lr * lr_factor(s, config.warmup_steps, config.steps, config.lr_decay, config.min_lr_ratio)
                      for s in range(config.steps)])
+
+
+# ---------------------------------------------------------------------------------------------------
+# one-line descriptions of the fields (the single source of `python -m ddpm_lib train --help`)
+
+
+def _choices(names) -> str:
+    return ", ".join(names)
+
+
+FIELD_HELP: dict[str, str] = {
+    # data
+    "dataset": "fashion_mnist, cifar10, folder (an image folder) or npy (a .npy/.npz array file)",
+    "data_root": "data folder (default: DDPM_DATA_DIR), or the image folder / .npy file for folder and npy",
+    "max_items": "train on the first N images only (none: the whole dataset)",
+    "hflip": "random horizontal flips (Ho et al. use them for CIFAR-10)",
+    "class_conditional": "give the UNet the class labels (num_classes from the dataset)",
+    "label_dropout": "probability of replacing a label by the null class (classifier-free guidance, e.g. 0.1)",
+    # model
+    "preset": "UNet preset (ddpm_lib.unet.PRESETS): tiny, fashion_mnist, cifar10_ddpm",
+    "unet": "JSON dict of UNetConfig fields overriding the preset, e.g. '{\"dropout\": 0.0}'",
+    # diffusion
+    "schedule": f"noise schedule: {_choices(SCHEDULE_NAMES)}",
+    "num_timesteps": "number of diffusion steps T (Ho et al.: 1000)",
+    "prediction_type": f"what the UNet predicts: {_choices(PREDICTION_TYPES)}",
+    "loss_type": f"loss between prediction and target: {_choices(LOSS_TYPES)}",
+    "min_snr_gamma": "Min-SNR loss weighting with this gamma (Hang et al. 2023 use 5); none: unweighted",
+    # optimisation
+    "steps": "optimizer steps in the whole run",
+    "batch_size": "images per optimizer step (all GPUs and accumulation steps together)",
+    "grad_accum": "micro-batches accumulated per optimizer step (batch_size must divide by it)",
+    "lr": "peak learning rate of AdamW (after the warm-up)",
+    "weight_decay": "AdamW weight decay",
+    "warmup_steps": "steps of linear learning-rate warm-up from 0",
+    "lr_decay": f"learning-rate decay after the warm-up: {_choices(LR_DECAYS)}",
+    "min_lr_ratio": "cosine decay ends at this fraction of lr",
+    "grad_clip": "clip the global gradient norm to this (none: no clipping)",
+    "mixed_precision": f"autocast precision: {_choices(MIXED_PRECISION)} (fp16: CUDA only, with a GradScaler)",
+    "ema_decay": "decay of the EMA of the weights used for sampling (0.9999; 0.999 for short runs)",
+    "ema_warmup": "warm the EMA decay up as min(decay, (1+n)/(10+n))",
+    "channels_last": "channels-last memory format for the model and batches (faster on recent GPUs)",
+    "compile": "torch.compile the model (slow first step; faster after on GPUs)",
+    # monitoring
+    "log_every": "steps between rows of metrics.csv (and TensorBoard points)",
+    "sample_every": "steps between EMA sample grids in out_dir/samples (0: never)",
+    "num_samples": "images in each sample grid",
+    "sample_steps": "sampler steps for the sample grids (not used by ddpm, which takes all T)",
+    "sampler": "sampler for the sample grids: ddpm, ddim, dpm++",
+    "checkpoint_every": "steps between latest.pt/best.pt saves (0: only at the end)",
+    "loss_smoothing": "EMA factor of the smoothed loss used for best.pt and early stopping",
+    "early_stopping_patience": "stop after this many steps without improvement of the smoothed loss (none: never)",
+    "early_stopping_min_delta": "smallest decrease of the smoothed loss that counts as an improvement",
+    "tensorboard": "also log to TensorBoard in out_dir/tb",
+    "progress": "show a progress bar (a line every 30 s when the output is not a terminal)",
+    # run
+    "seed": "seed of every random number generator (data order, noise, initial weights)",
+    "out_dir": "run folder: config.json, metrics.csv, latest.pt, best.pt, final.pt, samples/, tb/",
+    "resume": "continue from out_dir/latest.pt if it exists",
+    "overwrite": "start afresh even if out_dir already holds a run",
+    "num_workers": "DataLoader worker processes (0: load in the training process)",
+    "device": "cpu, cuda, cuda:1 or mps (default: the best available)",
+}

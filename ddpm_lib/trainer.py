@@ -10,7 +10,7 @@ and around it: linear learning-rate warm-up then cosine decay (Loshchilov & Hutt
 accumulation, mixed precision (bf16 autocast on CUDA, or fp16 with a GradScaler; the forward process
 stays fp32), an EMA of the weights used for sampling (ddpm_lib.ema), ``channels_last`` and
 ``torch.compile`` switches, sample grids from the EMA model, early stopping on a loss plateau,
-a progress bar, ``metrics.csv`` (column ``loss`` and friends), TensorBoard when installed, and
+a progress bar (a line every 30 s when the output is a log: ddpm_lib.progress), ``metrics.csv`` (column ``loss`` and friends), TensorBoard when installed, and
 crash-safe checkpoints ``latest.pt`` / ``best.pt`` / ``final.pt`` that ``resume=True`` continues from
 exactly (on a CPU, a run of 2N steps and a run of N steps resumed for N more end with identical
 weights: the data order is a function of (seed, epoch) and every RNG state is saved).
@@ -436,7 +436,7 @@ class Trainer:
         ``max_steps`` stops after that many optimizer steps in total (as if the run were interrupted;
         ``latest.pt`` is written, ``final.pt`` is not): continue later with ``resume=True``.
         """
-        from tqdm.auto import tqdm
+        from ddpm_lib.progress import progress_bar
 
         cfg = self.config
         self._prepare_run_dir()
@@ -449,8 +449,8 @@ class Trainer:
         self._tb = self._open_tensorboard()
         end = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
         batches = self._batches()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and main), desc="training",
-                   dynamic_ncols=True)
+        bar = progress_bar(total=cfg.steps, initial=self.step, disable=not (cfg.progress and main), desc="training",
+                           dynamic_ncols=True)
         interval_losses, interval_start, t0 = [], time.perf_counter(), time.perf_counter()
         interval_steps = 0
         stop_reason = "completed" if end == cfg.steps else "max_steps"

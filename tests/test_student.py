@@ -116,8 +116,12 @@ def test_unbalanced_markers_name_notebook_and_cell(tmp_path, src, problem, capsy
     assert "03_bad.ipynb" in capsys.readouterr().err
 
 
-def test_cli_usage_and_missing_input(tmp_path):
-    assert student.main([]) == 2
+def test_cli_usage_and_missing_input(tmp_path, capsys):
+    for argv, code in (([], 2), (["--help"], 0)):
+        with pytest.raises(SystemExit) as info:
+            student.main(argv)
+        assert info.value.code == code
+    assert "NOTEBOOKS" in capsys.readouterr().out
     assert student.main([str(tmp_path / "nothing"), str(tmp_path / "out")]) == 1
 
 
