@@ -4,12 +4,15 @@ Both models are built at a matched configuration (same channels per level, resid
 attention placement and heads, GroupNorm groups, time-embedding width, dropout); the script loads
 ddpm_lib's weights into the diffusers model (``ddpm_lib.diffusers_compat.to_diffusers``) and checks
 both give the same output before timing, so the two really compute the same function. It then times, interleaved round by round (A B, B A,
-A B, ...; warm-up first; median over rounds):
+A B, ...; warm-up first; ``benchmarks/timing.py``):
 
 - training: forward + MSE loss + backward + AdamW step, in steps/s and images/s;
 - inference: a forward pass under ``torch.inference_mode``, in images/s;
 
-and prints the ratio ddpm_lib / diffusers (> 1: ddpm_lib is faster). FLOPs per image are counted
+and prints the throughput ratio ddpm_lib / diffusers (> 1: ddpm_lib is faster) as the median of the
+per-round ratios with their spread (min..max), next to the ratio of the medians; a run where the two
+disagree by more than 10% or the per-round ratios spread by more than 1.25x is flagged NOISY (outside
+load changed during the run: rerun it, with more rounds). FLOPs per image are counted
 with ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions, 2 FLOPs per
 multiply-add) to report the achieved GFLOP/s.
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -31,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.timing import fmt_speedup, interleaved_times, speedup  # noqa: E402
 from ddpm_lib.diffusers_compat import to_diffusers  # noqa: E402
 from ddpm_lib.unet import PRESETS, UNet, UNetConfig  # noqa: E402
 
@@ -144,31 +149,21 @@ def main(argv=None) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    results = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-               "torch": torch.__version__, "threads": torch.get_num_threads(),
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "date": date,
+               "torch": torch.__version__, "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "threads": torch.get_num_threads(),
                "params": {"ddpm_lib": n_ours, "diffusers": n_theirs}, "max_abs_diff": max_diff,
                "flops_per_image": flops}
     print(f"preset={args.preset} batch={B} device={device} dtype={args.dtype} channels_last={args.channels_last} "
-          f"compile={args.compile} threads={torch.get_num_threads()} torch={torch.__version__}")
+          f"compile={args.compile} threads={torch.get_num_threads()} torch={torch.__version__} date={date} "
+          f"load average {results['load_average']}")
     print(f"parameters: ddpm_lib {n_ours:,}  diffusers {n_theirs:,}  (ratio {n_ours / n_theirs:.4f}); "
           f"same output: max |diff| {max_diff:.2e}")
     for mode in ("train", "inference"):
         if args.skip == mode:
             continue
-        for name in models:  # warm-up (and compilation)
-            for _ in range(args.warmup):
-                runners[name][mode]()
-        sync()
-        times = {name: [] for name in models}
-        order = list(models)
-        for r in range(args.rounds):
-            for name in order if r % 2 == 0 else order[::-1]:
-                sync()
-                t0 = time.perf_counter()
-                for _ in range(args.steps):
-                    runners[name][mode]()
-                sync()
-                times[name].append((time.perf_counter() - t0) / args.steps)
+        times = interleaved_times({name: runners[name][mode] for name in models}, rounds=args.rounds,
+                                  steps=args.steps, sync=sync, warmup=args.warmup)
         med = {name: statistics.median(v) for name, v in times.items()}
         unit = "train step" if mode == "train" else "forward"
         print(f"\n{mode}: seconds per {unit} (median of {args.rounds} interleaved rounds of {args.steps})")
@@ -177,12 +172,14 @@ def main(argv=None) -> dict:
             spread = f"{min(times[name]):.4f}..{max(times[name]):.4f}"
             print(f"  {name:<10} {med[name]:.4f} s [{spread}]  {1 / med[name]:8.2f} steps/s  "
                   f"{B / med[name]:9.1f} images/s  {flops[name][mode] / 1e9:.3f} GFLOP/image  {gflops:7.1f} GFLOP/s")
-        ratio = med["diffusers"] / med["ddpm_lib"]
         # the two timings of a round ran back to back, under the same outside load: their ratio is the
         # steadier estimate on a shared machine
-        paired = statistics.median(d / o for d, o in zip(times["diffusers"], times["ddpm_lib"]))
-        print(f"  ratio ddpm_lib/diffusers (throughput): {ratio:.3f} from the medians, {paired:.3f} median of per-round ratios")
-        results[mode] = {"seconds": times, "median": med, "ratio": ratio, "paired_ratio": paired}
+        sp = speedup(times["diffusers"], times["ddpm_lib"])
+        print(f"  ddpm_lib/diffusers throughput, paired [min..max over rounds]: {fmt_speedup(sp)}"
+              f"  (ratio of the medians {sp['from_medians']:.3f})")
+        results[mode] = {"seconds": times, "median": med, "ratio": sp["from_medians"], "paired_ratio": sp["paired"],
+                         "paired_min": sp["min"], "paired_max": sp["max"], "noisy": sp["noisy"],
+                         "noisy_because": sp["noisy_because"]}
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return results
