@@ -11,7 +11,8 @@ Environment variables (read when the module is imported; call ``reload_settings(
 - ``DDPM_FAST``: ``1`` shrinks data, models, step counts and timesteps so each notebook finishes in
   about a minute on 2 CPU cores; ``0`` does the real thing. Unset: FAST exactly when no GPU is found.
 - ``DDPM_DATA_DIR``: where datasets are read from and downloaded to. Default: ``data/`` at the root of
-  the course repository when ``ddpm_lib`` is used from a checkout, else ``./data``.
+  the course repository when ``ddpm_lib`` is used from a checkout; else ``/content/data`` on Colab and a
+  per-user cache folder elsewhere (:func:`default_dirs`), never a folder inside ``notebooks/``.
 - ``DDPM_RUNS_DIR``: where training runs and checkpoints go. Default: ``runs/`` beside the data dir.
 - ``DDPM_DEVICE``: force ``cpu``, ``cuda``, ``cuda:1`` or ``mps``. Default: the best one available.
 - ``DDPM_OFFLINE``: ``1`` never tries to download datasets (read by :mod:`ddpm_lib.data`, which otherwise
@@ -41,6 +42,32 @@ def _repo_root() -> Path | None:
     if (here / "pyproject.toml").is_file() and (here / "notebooks").is_dir():
         return here
     return None
+
+
+def _user_cache_dir() -> Path:
+    """The platform's per-user cache folder for ddpm-course (XDG on Linux, ~/Library/Caches on macOS)."""
+    import sys
+
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "ddpm-course"
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "ddpm-course"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ddpm-course"
+
+
+def default_dirs() -> tuple[Path, Path]:
+    """Default (data dir, runs dir): ``data/`` and ``runs/`` of the course checkout ddpm_lib runs from;
+    else ``/content/data`` and ``/content/runs`` on Colab (its working folder); else ``data/`` and
+    ``runs/`` in the per-user cache folder. Never relative to the current folder, so running a
+    notebook from ``notebooks/`` with an installed ddpm_lib writes nothing there."""
+    import sys
+
+    root = _repo_root()
+    if root is None and ("google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ):
+        root = Path("/content")
+    if root is None:
+        root = _user_cache_dir()
+    return root / "data", root / "runs"
 
 
 def _parse_bool(name: str, value: str) -> bool:
@@ -111,10 +138,8 @@ def load_settings() -> Settings:
     fast_env = os.environ.get("DDPM_FAST")
     fast = _parse_bool("DDPM_FAST", fast_env) if fast_env is not None else device.type != "cuda"
 
-    root = _repo_root()
-    default_data = (root / "data") if root is not None else Path.cwd() / "data"
+    default_data, default_runs = default_dirs()
     data_dir = Path(os.environ.get("DDPM_DATA_DIR") or default_data).expanduser().resolve()
-    default_runs = (root / "runs") if root is not None else Path.cwd() / "runs"
     runs_dir = Path(os.environ.get("DDPM_RUNS_DIR") or default_runs).expanduser().resolve()
 
     def pick(full, fast_value):
