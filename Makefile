@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-notebooks test-slow test-oldest run lab lint student data fid-weights bench clean
+.PHONY: help install test test-unit test-notebooks test-slow test-oldest run lab lint student data fid-weights bench gpu-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ fid-weights: $(STAMP) ## download the Inception-v3 FID weights (pt_inception, 91
 
 bench: $(STAMP) ## speed of ddpm_lib's UNet against diffusers' UNet2DModel
 	$(PY) benchmarks/unet_throughput.py
+
+gpu-data: ## pack the GPU suite's data into .devdata/ (and with WHEELS=1 diffusers' wheel into .whl/) for the device call
+	tools/gpu_data.sh
 
 clean: ## remove build outputs and caches (keeps .venv, data/ and runs/)
 	rm -rf build .pytest_cache .ruff_cache
