@@ -67,7 +67,7 @@ def test_piped_cli_training_writes_lines_not_a_bar(tmp_path):
     argv = ["train", "--preset", "tiny", "--dataset", "npy", "--data-root", str(tmp_path / "squares.npy"),
             "--unet", '{"image_size": 16}', "--out", str(tmp_path / "run"), "--steps", "3", "--batch-size", "8",
             "--num-timesteps", "50", "--warmup-steps", "1", "--device", "cpu", "--tensorboard", "false"]
-    res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300,
+    res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
                          env={"OMP_NUM_THREADS": "1", "PATH": "", "PYTHONPATH": ":".join(sys.path)}, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "\r" not in res.stdout + res.stderr

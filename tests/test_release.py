@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -53,11 +54,13 @@ def test_require_names_the_pip_command_outside_a_checkout(tmp_path):
         mod.require("latest")
 
 
-def test_in_ipython_the_error_is_one_line_without_traceback():
+def test_in_ipython_the_error_is_one_line_without_traceback(tmp_path):
     pytest.importorskip("IPython")
     code = "import ddpm_lib\nddpm_lib.require('99.0.0')\nprint('NOT REACHED')"
-    res = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "--quick", "-c", code],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    # own IPython dir and in-memory history: never wait on the history database of another running IPython
+    res = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "--quick",
+                          "--HistoryManager.hist_file=:memory:", "-c", code], capture_output=True, text=True,
+                         timeout=900, cwd=ROOT, stdin=subprocess.DEVNULL, env={**os.environ, "IPYTHONDIR": str(tmp_path)})
     out = (res.stdout + res.stderr).strip()
     lines = [ln for ln in out.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("LibraryTooOldError: this notebook needs ddpm_lib >= 99.0.0"), out
