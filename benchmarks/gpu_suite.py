@@ -14,21 +14,23 @@ Writes into ``--out`` (at most 8 files, what the device tool brings back):
 - ``cifar10.pt`` and ``cifar10_card.md``: its slim checkpoint (fp16 EMA weights) and model card,
   ready to replace ``ddpm_lib/pretrained/cifar10``.
 
-Sections (each isolated: one that fails records its error and the others still run):
+Sections, in this order (each isolated: one that fails records its error and the others still run; a
+section that would overrun the budget is skipped and says so):
 
-1. ``environment``.
-2. ``unet_throughput``: ``cifar10_ddpm`` at batch 128, a training step (forward + MSE + backward +
+1. ``environment``: GPU name, torch/CUDA/cuDNN versions, bf16 support, whether diffusers imports.
+2. ``starter``: a class-conditional model with the ``cifar10_cpu`` recipe's architecture, trained for
+   its share of the budget (~2 minutes on a GPU), its classifier-feature FID against the real test
+   images at w = 0, 1, 3, the grids, the slim export and the card. First, because it is the one
+   result that the later sections cannot give back if time runs short.
+3. ``recipes``: images/s of the ``fashion_mnist_gpu`` and ``cifar10_gpu`` recipes on real data, and the
+   training time of a full run of each (the recipe's steps at that speed): notebooks 04 and 06 in gpu mode.
+4. ``trainer_paths``: the Trainer with ``mixed_precision="fp16"`` (GradScaler) and with ``compile=True``,
+   a few hundred real steps each of the ``cifar10_gpu`` recipe.
+5. ``unet_throughput``: ``cifar10_ddpm`` at batch 128, a training step (forward + MSE + backward +
    AdamW) and an inference forward, for fp32, bf16, bf16 + channels_last, bf16 + channels_last +
    ``torch.compile``, and diffusers' ``UNet2DModel`` at the same architecture and weights
    (``ddpm_lib.diffusers_compat``) when diffusers is importable; all interleaved in one process
    (``benchmarks/timing.py``), speedups as paired per-round ratios with their spread.
-3. ``trainer_fp16`` and ``trainer_compile``: the Trainer with ``mixed_precision="fp16"`` (GradScaler)
-   and with ``compile=True``, a few hundred real steps each on CIFAR-10.
-4. ``recipes``: images/s of the ``fashion_mnist_gpu`` and ``cifar10_gpu`` recipes on real data, and the
-   training time of a full run of each (the recipe's steps at that speed): notebooks 04 and 06 in GPU mode.
-5. ``starter``: a class-conditional model with the ``cifar10_cpu`` recipe's architecture, trained for
-   the minutes that remain, its classifier-feature FID against the real test images at w = 0, 1, 3,
-   the grids, the slim export and the card.
 
 ``--smoke`` runs every section on the CPU with tiny sizes (the ``tiny`` UNet, a few steps, FAST-mode
 stand-in data, ``torch.compile`` with the ``eager`` backend, bf16 where fp16 needs CUDA) in about a
@@ -62,16 +64,16 @@ from benchmarks.timing import interleaved_times, median_spread, speedup  # noqa:
 OUT_FILES = ("suite.json", "suite.log", "grid_w0.png", "grid_w1.png", "grid_w3.png", "starter_loss.png",
              "cifar10.pt", "cifar10_card.md")
 GUIDANCE = (0.0, 1.0, 3.0)
-SECTIONS = ("environment", "unet_throughput", "trainer_paths", "recipes", "starter")
+SECTIONS = ("environment", "starter", "recipes", "trainer_paths", "unet_throughput")
 SLIM_LIMIT_BYTES = 5 * 1024 * 1024  # the package's limit for a shipped model
 
 SIZES = {
-    "gpu": dict(unet_preset="cifar10_ddpm", unet_batch=128, rounds=5, steps=5, warmup=3, trainer_steps=300,
-                recipe_steps=150, probe_steps=40, min_starter_steps=200, starter_batch=128, fid_num=5000,
-                grid_per_class=8, sample_steps=50, budget_s=470.0, eval_reserve_s=100.0),
+    "gpu": dict(unet_preset="cifar10_ddpm", unet_batch=128, rounds=5, steps=5, warmup=3, trainer_steps=200,
+                recipe_steps=100, probe_steps=40, min_starter_steps=200, starter_batch=128, starter_train_s=120.0,
+                fid_num=2000, grid_per_class=8, sample_steps=50, budget_s=450.0, later_sections_s=260.0),
     "smoke": dict(unet_preset="tiny", unet_batch=4, rounds=2, steps=1, warmup=1, trainer_steps=3,
-                  recipe_steps=3, probe_steps=2, min_starter_steps=4, starter_batch=8, fid_num=40,
-                  grid_per_class=2, sample_steps=3, budget_s=90.0, eval_reserve_s=15.0),
+                  recipe_steps=3, probe_steps=2, min_starter_steps=4, starter_batch=8, starter_train_s=0.0,
+                  fid_num=40, grid_per_class=2, sample_steps=3, budget_s=900.0, later_sections_s=0.0),
 }
 
 log = logging.getLogger("gpu_suite")
@@ -359,11 +361,10 @@ def starter(suite: Suite) -> dict:
                 compile=False, sample_every=0, log_every=10 if not suite.smoke else 1)
     probe = train_run(recipe_config(suite, "cifar10_cpu", "starter-probe", steps=s["probe_steps"], **over))
     probe.pop("_trainer")
-    left = suite.remaining() - s["eval_reserve_s"] - probe["wall_s"] * 0.5  # the real run's start-up again
+    # training time: its share, less if the budget is short (the evaluation and the later sections need theirs)
+    left = min(s["starter_train_s"], suite.remaining() - s["later_sections_s"] - 90.0)
     steps = max(s["min_starter_steps"], int(left * probe["img_per_s"] / s["starter_batch"]))
-    if suite.smoke:
-        steps = s["min_starter_steps"]
-    log.info("starter: %.0f img/s in the probe, %.0f s left for training: %d steps", probe["img_per_s"], left, steps)
+    log.info("starter: %.0f img/s in the probe, %.0f s for training: %d steps", probe["img_per_s"], left, steps)
     warm = max(1, min(500, steps // 10))
     cfg = recipe_config(suite, "cifar10_cpu", "starter", steps=steps, warmup_steps=warm, **over)
     res = train_run(cfg)
@@ -534,18 +535,18 @@ def main(argv=None) -> int:
 
     suite = Suite(args.out, args.smoke, args.budget_s, data_dir, work)
     suite.results["command"] = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
-    s = suite.size
-    plan = {  # section: (function, arguments, remaining seconds it needs to start)
+    gpu = not args.smoke
+    plan = {  # section: (function, arguments, seconds of budget it needs to start)
         "environment": (environment, (suite,), 0.0),
-        "unet_throughput": (unet_throughput, (suite, device), 0.8 * s["budget_s"]),
-        "trainer_paths": (trainer_paths, (suite,), 0.45 * s["budget_s"]),
-        "recipes": (recipes, (suite,), 0.3 * s["budget_s"]),
-        "starter": (starter, (suite,), s["eval_reserve_s"] + 0.05 * s["budget_s"]),
+        "starter": (starter, (suite,), 200.0 if gpu else 0.0),
+        "recipes": (recipes, (suite,), 40.0 if gpu else 0.0),
+        "trainer_paths": (trainer_paths, (suite,), 90.0 if gpu else 0.0),
+        "unet_throughput": (unet_throughput, (suite, device), 100.0 if gpu else 0.0),
     }
     for name in SECTIONS:
         if name not in wanted:
             continue
-        if name in ("trainer_paths", "recipes", "starter") and unpacking is not None:
+        if name != "environment" and unpacking is not None:
             unpacking.join()
         fn, fargs, need = plan[name]
         suite.section(name, fn, *fargs, need_s=need)

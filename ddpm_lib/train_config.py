@@ -345,7 +345,7 @@ FIELD_HELP: dict[str, str] = {
     "class_conditional": "give the UNet the class labels (num_classes from the dataset)",
     "label_dropout": "probability of replacing a label by the null class (classifier-free guidance, e.g. 0.1)",
     # model
-    "preset": "UNet preset (ddpm_lib.unet.PRESETS): tiny, fashion_mnist, cifar10_ddpm",
+    "preset": "UNet preset, a ddpm_lib.unet.PRESETS name (e.g. tiny, fashion_mnist_cpu, cifar10_ddpm)",
     "unet": "JSON dict of UNetConfig fields overriding the preset, e.g. '{\"dropout\": 0.0}'",
     # diffusion
     "schedule": f"noise schedule: {_choices(SCHEDULE_NAMES)}",
