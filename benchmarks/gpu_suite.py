@@ -148,15 +148,17 @@ def environment(suite: Suite) -> dict:
                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
                    bf16_supported=torch.cuda.is_bf16_supported())
     else:
-        env.update(gpu=None, bf16_supported=hasattr(torch, "bfloat16"),
-                   note="no CUDA GPU: smoke mode" if suite.smoke else "no CUDA GPU found")
-    try:
-        import diffusers
+        from ddpm_lib.train_config import cpu_has_native_bf16
 
-        env["diffusers"] = diffusers.__version__
-    except Exception as e:  # noqa: BLE001 - ImportError, or one that does not fit this torch
+        env.update(gpu=None, bf16_supported=cpu_has_native_bf16(),  # native bf16 on this CPU (AVX512-BF16, AMX)
+                   note="no CUDA GPU: smoke mode" if suite.smoke else "no CUDA GPU found")
+    try:  # the version only: importing diffusers takes seconds; unet_throughput imports it when it runs
+        from importlib.metadata import version
+
+        env["diffusers"] = version("diffusers")
+    except Exception:  # noqa: BLE001 - PackageNotFoundError
         env["diffusers"] = None
-        env["diffusers_note"] = f"not importable ({e}): the comparison with UNet2DModel is skipped"
+        env["diffusers_note"] = "not installed: the comparison with UNet2DModel is skipped (make gpu-data WHEELS=1)"
     env["ddpm_lib"] = __import__("ddpm_lib").__version__
     log.info("environment: %s", json.dumps(env))
     return env
