@@ -1,14 +1,14 @@
 """Which model a notebook samples from: a checkpoint you named, your own run, or the starter weights.
 
-Notebooks 05-07 show real images in every mode, FAST included. :func:`choose_model` applies one rule,
+Notebooks 05-07 show real images in every mode, fast included. :func:`choose_model` applies one rule,
 in this order, and says in one line which model it picked and why:
 
-1. **a checkpoint you named** (``checkpoint=``, a file path; notebook 06's ``CHECKPOINT``). With
-   ``remember=True`` (notebook 06) the choice is written to ``<run dir>/CHECKPOINT.txt`` so that a later
-   notebook (07) calling without ``checkpoint`` uses the same file; ``remember=True`` with no checkpoint
-   clears it.
+1. **a checkpoint you named** (``checkpoint=``: a file path, or ``"pretrained:NAME"``; notebook 06's
+   ``CHECKPOINT``). With ``remember=True`` (notebook 06) the choice is written to
+   ``<run dir>/CHECKPOINT.txt`` so that a later notebook (07) calling without ``checkpoint`` uses the same
+   one; ``remember=True`` with no checkpoint clears it.
 2. **your own run**: ``<run dir>/final.pt`` (the run folder of :meth:`ddpm_lib.settings.Settings.run_dir`)
-   if it exists and finished at least :data:`MIN_STEPS` optimizer steps. FAST-mode runs train for 60
+   if it exists and finished at least :data:`MIN_STEPS` optimizer steps. Fast-mode runs train for 60
    steps: they test the code and are not models anyone should look at.
 3. **the starter weights** shipped with the package, :func:`ddpm_lib.pretrained.load`.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-MIN_STEPS = 1000  # fewer optimizer steps than this: a FAST-mode toy (60 steps), not a model to look at
+MIN_STEPS = 1000  # fewer optimizer steps than this: a fast-mode toy (60 steps) or a demo, not a model to look at
 RECORD_NAME = "CHECKPOINT.txt"
 
 
@@ -76,7 +76,7 @@ def choose_model(
     Args:
         run_name: the training run's name, e.g. ``"fashion_mnist"`` (notebook 04) or ``"cifar10-cond"`` (06).
         starter: the starter weights to fall back on, ``"fashion_mnist"`` or ``"cifar10"``.
-        checkpoint: a checkpoint file to use instead (``""``/None: none named).
+        checkpoint: a checkpoint file (or ``"pretrained:NAME"``) to use instead (``""``/None: none named).
         remember: record ``checkpoint`` (or its absence) in the run folder for later notebooks.
         conditional: True if the notebook needs a class-conditional model (guidance).
         device: where to put the model (default ``settings.device``).
@@ -91,16 +91,25 @@ def choose_model(
     run_dir = settings.run_dir(run_name)
     record = run_dir / RECORD_NAME
     named = str(checkpoint).strip() if checkpoint else ""
+    from ddpm_lib import pretrained
+
     if remember:
         if named or record.is_file():
-            _write_record(record, str(Path(named).expanduser().resolve()) if named else "")
+            keep = named if named.startswith(pretrained.PREFIX) or not named else str(Path(named).expanduser().resolve())
+            _write_record(record, keep)
     elif not named and record.is_file():
         named = record.read_text(encoding="utf-8").strip()
-        if named and not Path(named).is_file():
+        if named and not named.startswith(pretrained.PREFIX) and not Path(named).is_file():
             raise FileNotFoundError(
                 f"{record} names {named}, which no longer exists: fix CHECKPOINT in notebook 06 (or delete {record})."
             )
 
+    if named.startswith(pretrained.PREFIX):  # "pretrained:cifar10": starter weights, asked for by name
+        model, schedule, cfg = pretrained.load(named[len(pretrained.PREFIX):], device=device)
+        why_not = _needs_classes(model, conditional, f"the starter model {named}")
+        if why_not:
+            raise ValueError(f"{why_not}: this notebook needs a class-conditional model.")
+        return ChosenModel(model, schedule, cfg, "starter", f"model: the checkpoint you named, {named} (starter weights)")
     if named:
         path = Path(named).expanduser()
         if not path.is_file():
@@ -123,9 +132,7 @@ def choose_model(
                 return ChosenModel(model, schedule, cfg, "own run", f"model: your own run, {own} ({steps:,} training steps)", own)
             reason = why_not
         else:
-            reason = f"your run {own} has {steps:,} training steps (< {min_steps:,}: a FAST-mode toy)"
-
-    from ddpm_lib import pretrained
+            reason = f"your run {own} has {steps:,} training steps, fewer than {min_steps:,}"
 
     model, schedule, cfg = pretrained.load(starter, device=device)
     return ChosenModel(model, schedule, cfg, "starter",

@@ -59,7 +59,7 @@ def test_no_run_uses_the_starter_and_says_why(runs, starter):
 def test_a_fast_mode_toy_run_is_skipped(runs, starter):
     _write_run(runs.run_dir("fashion_mnist") / "final.pt", steps=60)
     chosen = model_choice.choose_model("fashion_mnist", "fashion_mnist")
-    assert chosen.kind == "starter" and "60 training steps" in chosen.source
+    assert chosen.kind == "starter" and "60 training steps" in chosen.source and "fewer than 1,000" in chosen.source
 
 
 def test_a_real_run_is_used_with_its_ema_weights(runs, starter):
@@ -81,6 +81,15 @@ def test_a_named_checkpoint_wins_and_is_remembered_for_the_next_notebook(runs, s
     assert later.kind == "checkpoint" and later.path == named.resolve() and _same_weights(later.model, ema)
     model_choice.choose_model("cifar10-cond", "cifar10", checkpoint="", remember=True, conditional=True)  # cleared
     assert model_choice.choose_model("cifar10-cond", "cifar10", conditional=True).kind == "own run"
+
+
+def test_pretrained_by_name_is_honoured_and_remembered(runs, starter):
+    _write_run(runs.run_dir("cifar10-cond") / "final.pt", steps=5000, num_classes=10)
+    first = model_choice.choose_model("cifar10-cond", "cifar10", checkpoint="pretrained:cifar10", remember=True,
+                                      conditional=True)
+    later = model_choice.choose_model("cifar10-cond", "cifar10", conditional=True)
+    assert first.kind == later.kind == "starter" and starter == ["cifar10", "cifar10"]
+    assert "pretrained:cifar10" in later.source
 
 
 def test_conditional_notebooks_skip_an_unconditional_run_and_refuse_an_unconditional_checkpoint(runs, starter, tmp_path):
