@@ -10,7 +10,9 @@ in this order, and says in one line which model it picked and why:
 2. **your own run**: ``<run dir>/final.pt`` (the run folder of :meth:`ddpm_lib.settings.Settings.run_dir`)
    if it exists and finished at least :data:`MIN_STEPS` optimizer steps. Fast-mode runs train for 60
    steps: they test the code and are not models anyone should look at.
-3. **the starter weights** shipped with the package, :func:`ddpm_lib.pretrained.load`.
+3. **the starter weights** shipped with the package, :func:`ddpm_lib.pretrained.load`. If they cannot be
+   loaded (a checkout or install without the weights files), your run is used even if it is a toy, and
+   the printed line says so.
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ def _write_record(record: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, record)
+
+
+def _needs_classes_file(path: Path, conditional: bool | None) -> str | None:
+    """Why the checkpoint at ``path`` does not fit a notebook that needs ``conditional`` (None if it does)."""
+    from ddpm_lib.checkpoint import load_checkpoint
+
+    classes = (load_checkpoint(path).get("model_config") or {}).get("num_classes")
+    return "not class-conditional" if conditional and not classes else None
 
 
 def _needs_classes(model, conditional: bool | None, what: str) -> str | None:
@@ -134,6 +144,13 @@ def choose_model(
         else:
             reason = f"your run {own} has {steps:,} training steps, fewer than {min_steps:,}"
 
-    model, schedule, cfg = pretrained.load(starter, device=device)
+    try:
+        model, schedule, cfg = pretrained.load(starter, device=device)
+    except pretrained.PretrainedError as err:  # a broken install or a checkout without the weights files
+        if own.is_file() and _needs_classes_file(own, conditional) is None:
+            model, schedule, cfg = load_model_from_checkpoint(own, device=device)
+            return ChosenModel(model, schedule, cfg, "own run", f"model: your run {own}, a toy ({reason}), because the "
+                               f"starter weights are not available: {err}", own)
+        raise
     return ChosenModel(model, schedule, cfg, "starter",
                        f"model: the starter weights ddpm_lib.pretrained.load({starter!r}) ({reason})")

@@ -102,6 +102,19 @@ def test_conditional_notebooks_skip_an_unconditional_run_and_refuse_an_unconditi
         model_choice.choose_model("cifar10-cond", "cifar10", checkpoint=named, conditional=True)
 
 
+def test_without_starter_weights_a_toy_run_is_used_and_said_loudly(runs, monkeypatch):
+    def missing(name, device=None):
+        raise pretrained.PretrainedError(f"starter model {name!r}: the file is missing")
+
+    monkeypatch.setattr(pretrained, "load", missing)
+    ema = _write_run(runs.run_dir("fashion_mnist") / "final.pt", steps=60)
+    chosen = model_choice.choose_model("fashion_mnist", "fashion_mnist")
+    assert chosen.kind == "own run" and _same_weights(chosen.model, ema)
+    assert "a toy" in chosen.source and "not available" in chosen.source
+    with pytest.raises(pretrained.PretrainedError):  # a conditional notebook cannot use it: the error stands
+        model_choice.choose_model("fashion_mnist", "fashion_mnist", conditional=True)
+
+
 def test_a_missing_named_checkpoint_names_the_file(runs, starter, tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         model_choice.choose_model("cifar10-cond", "cifar10", checkpoint=tmp_path / "nowhere.pt")
