@@ -149,8 +149,8 @@ def choose_model(
     except pretrained.PretrainedError as err:  # a broken install or a checkout without the weights files
         if own.is_file() and _needs_classes_file(own, conditional) is None:
             model, schedule, cfg = load_model_from_checkpoint(own, device=device)
-            return ChosenModel(model, schedule, cfg, "own run", f"model: your run {own}, a toy ({reason}), because the "
-                               f"starter weights are not available: {err}", own)
+            return ChosenModel(model, schedule, cfg, "own run", f"model: your run {own}, a toy, because the starter "
+                               f"weights are not available ({err})", own)
         raise
     return ChosenModel(model, schedule, cfg, "starter",
                        f"model: the starter weights ddpm_lib.pretrained.load({starter!r}) ({reason})")
