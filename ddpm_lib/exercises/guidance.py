@@ -7,6 +7,12 @@ and integer dtype, the input left alone, every entry either kept or the null cla
 (binomial, within 5 standard deviations), independence between labels (not the whole batch at once,
 not exactly round(p B) per batch), p = 0 and p = 1, and that the draws come from ``generator``.
 
+Exercise ``check_guided_output``: ``fn(model, x_t, t, labels, w)``, the guided prediction of a conditional
+model: the conditional and the unconditional (null-class) passes, as one batch of 2B, mixed as below. It is
+checked on a small probe model (a fixed linear map plus one vector per class) against separate passes;
+named mistakes: the halves swapped, class 0 instead of the null class, the true labels in both halves,
+the labels changed in place, and (from the probe) t or the labels not doubled with the batch.
+
 Exercise ``check_cfg_mix``: combine the conditional and unconditional model outputs with guidance scale ``w``
 (Ho & Salimans 2022, eq. 6, in the convention where w = 1 is plain conditional sampling)::
 
@@ -131,3 +137,81 @@ def check_drop_labels(fn: Callable) -> None:
             raise ExerciseError(f"{name}: with p = {p_edge} {'no label may change' if p_edge == 0 else 'every label must become the null class'}"
                                 f" ({int((got.long() != want).sum())} of {n} are wrong). Drop where torch.rand(...) < p.")
     passed(name, f"about {p:.0%} of the labels became the null class ({rate:.1%} of {n}).")
+
+
+# --- the guided prediction of a conditional model ----------------------------------------------------
+
+
+class _ProbeConditionalModel(torch.nn.Module):
+    """A tiny class-conditional "network": out = 0.5 x + e[label] + 0.01 t (e: one fixed vector per class).
+
+    It has a ``null_class`` like ddpm_lib's UNet, counts its calls, and says so when x, t and labels disagree
+    in batch size (the usual slip when doubling the batch)."""
+
+    def __init__(self, num_classes: int = 5, channels: int = 2):
+        super().__init__()
+        self.null_class = num_classes
+        g = torch.Generator().manual_seed(3)
+        self.register_buffer("emb", torch.randn(num_classes + 1, channels, generator=g, dtype=torch.float64))
+        self.calls: list[int] = []
+
+    def forward(self, x, t, labels=None):
+        if labels is None:
+            raise ValueError("this model is class-conditional: pass labels=... (the null class for the unconditional pass).")
+        if not (x.shape[0] == t.shape[0] == labels.shape[0]):
+            raise ValueError(f"x has {x.shape[0]} images but t has {t.shape[0]} entries and labels {labels.shape[0]}: "
+                             "when you double the batch, double t and the labels too (torch.cat([t, t])).")
+        self.calls.append(int(x.shape[0]))
+        e = self.emb[labels.long()].to(x.dtype)
+        return 0.5 * x + e[:, :, None, None] + 0.01 * t.to(x.dtype)[:, None, None, None]
+
+
+def reference_guided_output(model, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, w: float) -> torch.Tensor:
+    """eps(x, null) + w (eps(x, y) - eps(x, null)) (Ho & Salimans 2022, eq. 6; w = 1: conditional), as one batch of 2B."""
+    null = torch.full_like(labels, int(model.null_class))
+    out = model(torch.cat([x_t, x_t]), torch.cat([t, t]), labels=torch.cat([labels, null]))
+    out_cond, out_uncond = out.chunk(2)
+    return out_uncond + w * (out_cond - out_uncond)
+
+
+@exercise(reference=reference_guided_output)
+def check_guided_output(fn: Callable) -> None:
+    """Check ``fn(model, x_t, t, labels, w) -> guided output`` on a probe conditional model."""
+    name = "guided_output"
+    model = _ProbeConditionalModel()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
+    t = torch.tensor([5, 17, 40])
+    labels = torch.tensor([0, 3, 1])
+    null = torch.full_like(labels, model.null_class)
+
+    def out(lab):
+        return model(x, t, labels=lab)
+
+    for w in (2.5, 0.0, 1.0):
+        labels_before = labels.clone()
+        model.calls.clear()
+        got = call_student(name, fn, model, x.clone(), t.clone(), labels, w)
+        if not torch.equal(labels, labels_before):
+            raise ExerciseError(f"{name}: you changed `labels` in place; build the null labels as a new tensor "
+                                "(torch.full_like(labels, model.null_class)).")
+        with torch.no_grad():
+            cond, uncond = out(labels), out(null)
+            zero_null = out(torch.zeros_like(labels))
+        expected = uncond + w * (cond - uncond)
+        if isinstance(got, torch.Tensor) and got.shape == expected.shape and not torch.allclose(got.double(), expected, atol=1e-6):
+            slips = [
+                ("the conditional and unconditional halves are swapped: with torch.cat([labels, null]) the FIRST half "
+                 "of the output is the conditional one (and cfg_mix takes (out_cond, out_uncond, w)).",
+                 cond + w * (uncond - cond)),
+                ("the unconditional pass must use the null class, model.null_class, not class 0 (a real class).",
+                 zero_null + w * (cond - zero_null)),
+                ("both passes used the true labels, so the guidance does nothing: the unconditional half needs the "
+                 "null class, torch.full_like(labels, model.null_class).", cond),
+            ]
+            for hint, wrong in slips:
+                if torch.allclose(got.double(), wrong, atol=1e-6) and not torch.allclose(wrong, expected, atol=1e-6):
+                    raise ExerciseError(f"{name} with w={w}: {hint}")
+        check_tensor(name, got, expected, atol=1e-6, rtol=1e-6,
+                     hint=f"w={w}: out = eps(x, t, null) + w (eps(x, t, labels) - eps(x, t, null)).")
+    passed(name, "ddpm_lib.samplers.guided_output does this inside every guided sampling step.")
