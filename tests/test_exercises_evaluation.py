@@ -157,7 +157,8 @@ def fid_product_of_roots(f1, f2):
 
 def fid_elementwise_sqrt(f1, f2):
     (mu1, s1), (mu2, s2) = _stats(f1), _stats(f2)
-    return _fid(mu1, s1, mu2, s2, cross=2 * np.trace(np.sqrt(s1 @ s2)))
+    with np.errstate(invalid="ignore"):  # negative entries of S1 S2 give NaN, as they would for the student
+        return _fid(mu1, s1, mu2, s2, cross=2 * np.trace(np.sqrt(s1 @ s2)))
 
 
 def fid_diagonal(f1, f2):
