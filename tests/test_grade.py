@@ -159,6 +159,10 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, make_args, word
     (tmp_path / "empty").mkdir()
     if "handed in" not in words:
         _write({"cells": []}, tmp_path / "sub" / "erin" / "00_welcome.ipynb")
-    assert grade.main(make_args(tmp_path)) == 2
+    args = make_args(tmp_path)
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "grades.csv")]  # never write into the working directory
+    assert grade.main(args) == 2
+    assert not (tmp_path / "grades.csv").exists()
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
