@@ -80,8 +80,9 @@ def _diagnose(got: torch.Tensor, t: torch.Tensor, dim: int) -> str:
                                 "(diffusers' flip_sin_to_cos=True gives your order; both work, but be consistent)."),
         (dict(order="interleaved"), "you interleaved sin and cos (sin, cos, sin, cos, ...) as in Vaswani et al.'s "
                                     "formula. Here the h sines come first, then the h cosines: torch.cat([sin, cos], dim=1)."),
-        (dict(denom=half - 1 if half > 1 else 1), "your exponent is -i/(h-1) (Ho et al.'s code). Use -i/h with h = dim // 2, "
-                                                  "i.e. 10000 ** (-2i/dim) as in Vaswani et al."),
+        (dict(denom=half - 1 if half > 1 else 1), "your exponent is -i/(h-1), as in Ho et al.'s TensorFlow code: a fine "
+                                                  "embedding too, but this exercise (and ddpm_lib, which the next cells compare "
+                                                  "with) uses Vaswani et al.'s -i/h with h = dim // 2, i.e. 10000 ** (-2i/dim)."),
         (dict(denom=dim), "your exponent is -i/dim: with h = dim // 2 frequencies it must be -i/h (= -2i/dim), "
                           "otherwise the slowest frequency is only 10000^(-1/2)."),
         (dict(base=math.e), "your frequencies use base e (exp(-i/h)); use 10000 ** (-i/h), i.e. exp(-log(10000) * i / h)."),
