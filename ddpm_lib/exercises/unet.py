@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import ExerciseError, call_student, passed
+from . import ExerciseError, call_student, exercise, passed
 
 _NAME = "timestep_embedding"
 
@@ -38,6 +38,12 @@ def _reference(t: torch.Tensor, dim: int, *, denom: float | None = None, base: f
     return torch.stack([s, c], dim=2).reshape(len(t), dim)  # interleaved sin, cos, sin, cos, ...
 
 
+def reference_timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """The formula above as a float32 (B, dim) tensor on ``t``'s device."""
+    return _reference(t.cpu(), dim).to(device=t.device, dtype=torch.float32)
+
+
+@exercise(reference=reference_timestep_embedding)
 def check_timestep_embedding(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
     """Check ``fn(t, dim) -> (B, dim)`` float tensor (``t``: LongTensor ``(B,)``, ``dim`` even)."""
     t = torch.tensor([0, 1, 3, 10, 250, 999])
