@@ -87,6 +87,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
         ) from e
 
 
+SLIM_KEYS = ("format", "step", "model_config", "train_config", "schedule")
+
+
+def export_slim(source: str | os.PathLike | dict, out: str | os.PathLike, dtype: torch.dtype = torch.float16) -> Path:
+    """Write the sampling-only part of a Trainer checkpoint to ``out`` (atomically): its configs, step and
+    EMA weights cast to ``dtype``, without the raw weights, optimizer or RNG state. The result loads with
+    :func:`load_model_from_checkpoint` like the full file (the weights are cast back to the model's dtype);
+    :mod:`ddpm_lib.pretrained` ships such files."""
+    payload = source if isinstance(source, dict) else load_checkpoint(source)
+    if payload.get("ema") is None or payload.get("model_config") is None:
+        raise ValueError(f"{source if not isinstance(source, dict) else 'the payload'} has no EMA weights or "
+                         "model_config: export_slim needs a checkpoint written by ddpm_lib's Trainer.")
+    slim = {k: payload[k] for k in SLIM_KEYS if k in payload}
+    shadow = payload["ema"]["shadow"]
+    slim["ema"] = {"shadow": {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in shadow.items()}}
+    return save_checkpoint(out, slim)
+
+
 # ---------------------------------------------------------------------------------------------------
 # RNG state (plain tensors/lists so that weights_only=True can load it)
 
@@ -182,16 +200,19 @@ def load_model_weights(model: nn.Module, payload: dict, use_ema: bool = True) ->
 
 
 def load_model_from_checkpoint(path: str | os.PathLike, use_ema: bool = True, device: str | torch.device | None = None):
-    """Rebuild ``(model, schedule, train_config)`` from a Trainer checkpoint (``final.pt``, ``best.pt``, ...).
+    """Rebuild ``(model, schedule, train_config)`` from a Trainer checkpoint (``final.pt``, ``best.pt``, ...),
+    or from ``"pretrained:NAME"`` (the starter weights of :mod:`ddpm_lib.pretrained`).
 
     ``use_ema=True`` loads the averaged weights (what you want for sampling); the model is returned
     in eval mode on ``device`` (default: ``settings.device``).
     """
+    from ddpm_lib.pretrained import resolve
     from ddpm_lib.schedules import make_schedule
     from ddpm_lib.settings import settings
     from ddpm_lib.train_config import TrainConfig
     from ddpm_lib.unet import UNet, UNetConfig
 
+    path = resolve(path)  # "pretrained:NAME" -> the package's verified starter weights
     payload = load_checkpoint(path)
     if payload.get("model_config") is None:
         raise ValueError(f"{path} holds no model_config: it was not written by ddpm_lib's Trainer.")

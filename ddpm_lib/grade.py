@@ -10,7 +10,7 @@ file names of the course (``02_noise_schedules.ipynb``, ...). Every notebook tha
 is graded for every student; a student who did not hand one in gets "notebook not submitted" for its
 exercises.
 
-Each notebook runs in a fresh kernel (nbclient) in FAST mode (``DDPM_FAST=1``), in its own temporary
+Each notebook runs in a fresh kernel (nbclient) in fast mode (``DDPM_MODE=fast``), in its own temporary
 working and runs folder, with a time limit per notebook. The checkers (:mod:`ddpm_lib.exercises`) append
 their outcome to the file named by ``DDPM_GRADE_LOG``; with ``DDPM_GRADE_CONTINUE=1`` a wrong answer
 is recorded and the notebook carries on with the reference solution, so one wrong answer does not cost
@@ -101,8 +101,7 @@ def run_notebook(path: Path, timeout: float, kernel_name: str = "python3") -> No
         work = Path(tmp)
         log = work / "grade_log.jsonl"
         env = dict(os.environ)
-        env.pop("DDPM_MODE", None)
-        env.update({"DDPM_FAST": "1", GRADE_LOG_ENV: str(log), GRADE_CONTINUE_ENV: "1",
+        env.update({"DDPM_MODE": "fast", "DDPM_FAST": "1", GRADE_LOG_ENV: str(log), GRADE_CONTINUE_ENV: "1",
                     "DDPM_RUNS_DIR": str(work / "runs"), "MPLBACKEND": "Agg"})
         deadline = time.monotonic() + timeout
         at = {"cell": None}

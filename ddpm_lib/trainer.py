@@ -66,6 +66,7 @@ from ddpm_lib.train_config import (
     lr_curve,
     lr_factor,
     parse_field_value,
+    resolve_mixed_precision,
 )
 
 # The Trainer's companions, importable from here too (``from ddpm_lib.trainer import TrainConfig``).
@@ -106,7 +107,8 @@ class Trainer:
         cfg = config
         self.dist = dist_utils.init_distributed(_default_device(cfg))
         self.device = dist_utils.device_for(self.dist, _default_device(cfg))
-        if cfg.mixed_precision == "fp16" and self.device.type != "cuda":
+        self.precision = resolve_mixed_precision(cfg.mixed_precision, self.device)  # "auto" -> "bf16" or "no"
+        if self.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("TrainConfig.mixed_precision='fp16' needs a CUDA GPU (it uses a GradScaler): use 'bf16' or 'no'.")
         world = self.dist.world_size
         if cfg.batch_size % (cfg.grad_accum * world):
@@ -136,7 +138,7 @@ class Trainer:
             self.optimizer,
             lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, cfg.lr_decay, cfg.min_lr_ratio),
         )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.mixed_precision == "fp16")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.model = self.raw_model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -363,7 +365,7 @@ class Trainer:
 
     # ---- the loop -----------------------------------------------------------------------------------
     def _autocast(self):
-        mp = self.config.mixed_precision
+        mp = self.precision
         if mp == "no":
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if mp == "bf16" else torch.float16)
@@ -375,7 +377,7 @@ class Trainer:
         return NonFiniteLossError(
             f"training stopped at step {self.step + 1}: the {what} is {value} (not finite). {kept} "
             f"Hint: lower the learning rate (lr={self.config.lr:g}), keep grad_clip on, "
-            f"or train in fp32 (mixed_precision='no', now {self.config.mixed_precision!r})."
+            f"or train in fp32 (mixed_precision='no', now {self.precision!r})."
         )
 
     def train_step(self, batches) -> tuple[float, float]:
