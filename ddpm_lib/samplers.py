@@ -537,3 +537,23 @@ def sample(
         if was_training is not None and hasattr(model, "train"):
             model.train(was_training)
     return (x, trajectory) if return_trajectory else x
+
+
+def sample_batched(model, schedule: NoiseSchedule, num: int, shape: Sequence[int], batch_size: int = 256,
+                   labels=None, generator: torch.Generator | None = None, progress: bool = False, **kwargs) -> torch.Tensor:
+    """``num`` samples of image shape ``shape`` drawn ``batch_size`` at a time with :func:`sample` (the
+    library's one batched-sampling loop); ``labels`` has one entry per sample. Returns them on the CPU,
+    clamped to [-1, 1]. Other keyword arguments go to :func:`sample`."""
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"num must be a positive int, got {num!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch size must be a positive int, got {batch_size!r}.")
+    if labels is not None and len(labels) != num:
+        raise ValueError(f"labels must have one entry per sample ({num}), got {len(labels)}.")
+    out = []
+    for start in range(0, num, batch_size):
+        b = min(batch_size, num - start)
+        lab = labels[start:start + b] if labels is not None else None
+        x = sample(model, schedule, (b, *shape), generator=generator, labels=lab, progress=progress, **kwargs)
+        out.append(x.float().clamp(-1, 1).cpu())
+    return torch.cat(out)
