@@ -90,9 +90,13 @@ def build_train_config(args: argparse.Namespace):
         if not path.is_file():
             raise CLIError(f"--config: no such file {path}")
         try:
-            values.update(json.loads(path.read_text()))
-        except json.JSONDecodeError as e:
+            loaded = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CLIError(f"--config: {path} is not valid JSON ({e})") from None
+        if not isinstance(loaded, dict):
+            raise CLIError(f"--config: {path} holds a JSON {type(loaded).__name__}, not an object of TrainConfig fields "
+                           "(e.g. a run's config.json)")
+        values.update(loaded)
     for name in (f.name for f in dataclasses.fields(TrainConfig)):
         if hasattr(args, name):
             try:

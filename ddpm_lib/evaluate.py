@@ -114,6 +114,13 @@ def evaluate(
 
     if features not in ("classifier", "inception"):
         raise ValueError(f"features must be 'classifier' or 'inception', got {features!r}.")
+    for name, value in (("num", num), ("batch", batch)):  # before minutes of feature extraction
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name} must be a positive int, got {value!r}.")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"--steps must be >= 1 (or 0 / None for all T with ddpm), got {steps!r}.")
+    if guidance is not None and not math.isfinite(guidance):
+        raise ValueError(f"--guidance must be a finite number, got {guidance!r}.")
     t_start = time.perf_counter()
     device = torch.device(device) if device is not None else settings.device
     model, schedule, cfg = load_model_from_checkpoint(ckpt, use_ema=use_ema, device=device)
@@ -216,7 +223,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run_from_args(args: argparse.Namespace) -> dict:
     report = evaluate(
-        args.ckpt, num=args.num, sampler=args.sampler, steps=(args.steps or None), features=args.features,
+        args.ckpt, num=args.num, sampler=args.sampler, steps=(None if args.steps == 0 else args.steps), features=args.features,
         classifier=args.classifier, inception_weights=args.inception_weights, guidance=args.guidance,
         batch=args.batch, dataset=args.dataset, data_root=args.data_root, max_real=args.max_real,
         seed=args.seed, use_ema=not args.no_ema, device=args.device, out=args.out, progress=True,

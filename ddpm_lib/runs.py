@@ -124,8 +124,9 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
         data = data.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             _write_all(f, data)
             f.flush()
             os.fsync(f.fileno())
