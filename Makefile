@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-notebooks test-slow run lab lint student data fid-weights bench clean
+.PHONY: weights help install test test-unit test-notebooks test-slow run lab lint student data fid-weights bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -51,6 +51,15 @@ data: $(STAMP) ## download Fashion-MNIST and CIFAR-10 into the data dir (needs i
 
 fid-weights: $(STAMP) ## download the Inception-v3 FID weights (pt_inception, 91 MB) into the data dir (needs internet)
 	$(PY) -m ddpm_lib.features download --variant fid
+
+WEIGHTS_RUNS ?= runs/weights
+weights: $(STAMP) ## retrain the starter weights in ddpm_lib/pretrained (real data in DDPM_DATA_DIR; hours on a CPU, see MODEL_CARD.md)
+	$(PY) -m ddpm_lib train --recipe fashion_mnist_cpu --out $(WEIGHTS_RUNS)/fashion_mnist --resume
+	$(PY) -m ddpm_lib.pretrained.build fashion_mnist --run $(WEIGHTS_RUNS)/fashion_mnist --recipe fashion_mnist_cpu \
+		--command "make weights" --machine "$$(uname -m), $$(nproc) cores"
+	$(PY) -m ddpm_lib train --recipe cifar10_cpu --out $(WEIGHTS_RUNS)/cifar10 --resume
+	$(PY) -m ddpm_lib.pretrained.build cifar10 --run $(WEIGHTS_RUNS)/cifar10 --recipe cifar10_cpu \
+		--command "make weights" --machine "$$(uname -m), $$(nproc) cores"
 
 bench: $(STAMP) ## speed of ddpm_lib's UNet against diffusers' UNet2DModel
 	$(PY) benchmarks/unet_throughput.py

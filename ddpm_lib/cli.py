@@ -1,5 +1,6 @@
 """Command line: ``python -m ddpm_lib train | sample | evaluate``.
 
+    python -m ddpm_lib train --recipe fashion_mnist_cpu --out runs/fmnist [--any-trainconfig-field value ...] [--resume]
     python -m ddpm_lib train --preset fashion_mnist --dataset fashion_mnist --out runs/fmnist \\
         --steps 20000 --checkpoint-every 1000 [--any-trainconfig-field value ...] [--resume]
     python -m ddpm_lib sample --ckpt runs/fmnist/final.pt --num 64 --sampler ddim --steps 50 \\
@@ -56,10 +57,15 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    from ddpm_lib.recipes import recipes_table
     from ddpm_lib.train_config import TrainConfig
 
     p = subparsers.add_parser("train", help="train a diffusion model", description="Train a diffusion model "
-                              "(every TrainConfig field is an option).")
+                              "(every TrainConfig field is an option; --recipe NAME starts from a named recipe).",
+                              epilog="recipes (--recipe NAME; any option still overrides):\n" + recipes_table(),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", dest="_recipe", default=None, metavar="NAME",
+                   help="start from this named recipe (listed below); options and --config override its fields")
     types_ = TrainConfig.field_types()
     for f in dataclasses.fields(TrainConfig):
         names = [f"--{f.name.replace('_', '-')}"]
@@ -85,6 +91,13 @@ def build_train_config(args: argparse.Namespace):
     from ddpm_lib.train_config import TrainConfig, parse_field_value
 
     values = {}
+    if getattr(args, "_recipe", None):
+        from ddpm_lib.recipes import get_recipe
+
+        try:
+            values.update(get_recipe(args._recipe).train)
+        except ValueError as e:
+            raise CLIError(f"--recipe: {e}") from None
     if getattr(args, "_config", None):
         path = Path(args._config)
         if not path.is_file():
@@ -190,7 +203,8 @@ def finite_float(text: str) -> float:
 def add_sample_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("sample", help="draw samples from a checkpoint",
                               description="Draw samples from a trained checkpoint and save a PNG grid.")
-    p.add_argument("--ckpt", required=True, help="checkpoint file (final.pt, best.pt, latest.pt)")
+    p.add_argument("--ckpt", required=True,
+                   help="checkpoint file (final.pt, best.pt, latest.pt), or pretrained:fashion_mnist / pretrained:cifar10")
     p.add_argument("--num", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--sampler", default="ddim", choices=SAMPLER_NAMES, help="default ddim")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50; ddpm: 0 = all T)")

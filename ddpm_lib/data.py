@@ -188,7 +188,8 @@ def load_dataset(
         return apply_subset(ds, max_items, subset_seed)
 
     data_dir = Path(root).expanduser().resolve() if root is not None else _settings_mod.settings.data_dir
-    fast = _settings_mod.settings.fast
+    # fast and cpu mode keep every notebook runnable anywhere: no real files and no network -> stand-in
+    fast = _settings_mod.settings.mode in ("fast", "cpu")
     use_synthetic = synthetic is True
     why = "asked for (synthetic=True)"
     if not use_synthetic and _find_real(name, data_dir) is None:

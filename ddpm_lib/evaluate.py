@@ -201,7 +201,8 @@ def format_report(r: dict) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from .cli import finite_float
 
-    p.add_argument("--ckpt", required=True, help="a Trainer checkpoint (final.pt, best.pt, latest.pt)")
+    p.add_argument("--ckpt", required=True,
+                   help="a Trainer checkpoint (final.pt, best.pt, latest.pt), or pretrained:fashion_mnist / pretrained:cifar10")
     p.add_argument("--num", type=int, default=10_000, help="number of samples (default 10000)")
     p.add_argument("--sampler", default="ddim", choices=SAMPLER_NAMES)
     p.add_argument("--steps", type=int, default=50, help="sampling steps (ddpm: default all T; pass 0 for all)")

@@ -389,6 +389,10 @@ def load_model_weights(model: nn.Module, payload: dict, use_ema: bool = True, so
 
 
 def _resolve(path_or_payload):
+    if not isinstance(path_or_payload, dict):
+        from ddpm_lib.pretrained import resolve
+
+        path_or_payload = resolve(path_or_payload)  # "pretrained:NAME" -> the package's verified starter weights
     payload, source = ((path_or_payload, "the checkpoint") if isinstance(path_or_payload, dict)
                        else (load_checkpoint(path_or_payload), str(path_or_payload)))
     _check_training_format(payload, source)
@@ -397,7 +401,8 @@ def _resolve(path_or_payload):
 
 def load_model_from_checkpoint(path: str | os.PathLike | dict, use_ema: bool = True,
                                device: str | torch.device | None = None):
-    """Rebuild ``(model, schedule, train_config)`` from a Trainer checkpoint (full or slim) or its payload dict.
+    """Rebuild ``(model, schedule, train_config)`` from a Trainer checkpoint (full or slim), its payload dict,
+    or ``"pretrained:NAME"`` (the starter weights of :mod:`ddpm_lib.pretrained`).
 
     ``use_ema=True`` loads the averaged weights (what you want for sampling; a slim checkpoint has only
     those, stored in fp16 and copied into the fp32 model). Non-finite weights are refused. The model is

@@ -1,15 +1,26 @@
-"""One place for the course's switches: FAST mode, where data and runs live, the device, seeding.
+"""One place for the course's switches: the mode, where data and runs live, the device, seeding.
 
 Every notebook and script reads its sizes from here instead of hard-coding numbers twice::
 
     from ddpm_lib.settings import settings, seed_everything
-    steps = settings.train_steps          # 60 in FAST mode, 20_000 otherwise
-    batch = settings.pick(full=128, fast=16)
+    steps = settings.train_steps                  # 60 in fast mode, 20_000 in gpu mode
+    batch = settings.pick(full=128, fast=16, cpu=64)
+    recipe = settings.recipe("fashion_mnist")     # "fashion_mnist_cpu" in cpu mode (ddpm_lib.recipes)
+
+Three modes (``settings.mode``):
+
+- ``fast``: seconds per notebook, for CI and ``make test``: tiny data, models and step counts. The
+  notebooks still show real images because they sample from the starter weights shipped in
+  :mod:`ddpm_lib.pretrained`.
+- ``cpu``: real data, small models, recognisable images from your own training in minutes on a laptop.
+- ``gpu``: the paper's scale (Ho et al. 2020), meant for a CUDA GPU.
 
 Environment variables (read when the module is imported; call ``reload_settings()`` after changing them):
 
-- ``DDPM_FAST``: ``1`` shrinks data, models, step counts and timesteps so each notebook finishes in
-  about a minute on 2 CPU cores; ``0`` does the real thing. Unset: FAST exactly when no GPU is found.
+- ``DDPM_MODE``: ``fast``, ``cpu`` or ``gpu``. Unset: ``gpu`` when a CUDA GPU is found, else ``cpu``.
+  Asking for ``gpu`` without a CUDA GPU warns once (with the estimated CPU time) and goes ahead.
+- ``DDPM_FAST``: the older switch, kept as an alias: ``1`` means ``DDPM_MODE=fast``, ``0`` means the
+  default mode. ``DDPM_MODE`` wins when both are set.
 - ``DDPM_DATA_DIR``: where datasets are read from and downloaded to. Default: ``data/`` at the root of
   the course repository when ``ddpm_lib`` is used from a checkout, else ``./data``.
 - ``DDPM_RUNS_DIR``: where training runs and checkpoints go. Default: ``runs/`` beside the data dir.
@@ -22,6 +33,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +42,11 @@ import numpy as np
 import torch
 
 T = TypeVar("T")
+
+MODES = ("fast", "cpu", "gpu")
+# What a full gpu-mode run of the course costs on a 2-core CPU, for the warning below: notebook 04 alone
+# trains the fashion_mnist preset for 20,000 steps at 2.97 s per step (measured on 2 cores, batch 128).
+GPU_MODE_ON_CPU_ESTIMATE = "about 17 hours for notebook 04 alone (20,000 steps at ~3 s each on 2 cores)"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -70,13 +87,13 @@ def best_device() -> torch.device:
 
 @dataclass(frozen=True)
 class Settings:
-    """The course-wide switches, and the sizes that FAST mode shrinks.
+    """The course-wide switches, and the sizes that depend on the mode.
 
-    The size fields hold the value for the current mode; ``pick(full, fast)`` does the same for any
-    number a notebook needs that is not listed here.
+    The size fields hold the value for the current mode; ``pick(full, fast, cpu)`` does the same for
+    any number a notebook needs that is not listed here.
     """
 
-    fast: bool
+    mode: str  # "fast", "cpu" or "gpu"
     data_dir: Path
     runs_dir: Path
     device: torch.device
@@ -89,18 +106,35 @@ class Settings:
     sample_steps: int  # DDIM steps for quick sample grids
     num_samples: int  # images in a sample grid
 
-    def pick(self, full: T, fast: T) -> T:
-        """``fast`` in FAST mode, else ``full``."""
-        return fast if self.fast else full
+    @property
+    def fast(self) -> bool:
+        """True in fast mode (the older name of the switch)."""
+        return self.mode == "fast"
+
+    def pick(self, full: T, fast: T, cpu: T | None = None) -> T:
+        """The value for the current mode: ``fast`` in fast mode, ``cpu`` in cpu mode (``full`` when
+        ``cpu`` is not given), ``full`` in gpu mode."""
+        if self.mode == "fast":
+            return fast
+        if self.mode == "cpu" and cpu is not None:
+            return cpu
+        return full
+
+    def recipe(self, dataset: str) -> str:
+        """The :mod:`ddpm_lib.recipes` name this mode trains ``dataset`` with, e.g. ``fashion_mnist_cpu``."""
+        return f"{dataset}_{self.mode}"
 
     def run_dir(self, name: str) -> Path:
-        """Folder of a named training run; FAST runs get their own (``name-fast``) so they never mix with real ones."""
-        return self.runs_dir / (f"{name}-fast" if self.fast else name)
+        """Folder of a named training run; fast and cpu runs get their own (``name-fast``, ``name-cpu``)
+        so they never mix with gpu-mode ones."""
+        return self.runs_dir / (name if self.mode == "gpu" else f"{name}-{self.mode}")
 
     def banner(self) -> str:
-        mode = "FAST (tiny data, model and step counts)" if self.fast else "FULL (the real thing)"
+        what = {"fast": "tiny data, models and step counts; images come from the starter weights",
+                "cpu": "real data, small models, minutes on a CPU",
+                "gpu": "the paper's scale"}[self.mode]
         return (
-            f"ddpm_lib settings: mode={mode}, device={self.device}, data_dir={self.data_dir}, "
+            f"ddpm_lib settings: mode={self.mode} ({what}), device={self.device}, data_dir={self.data_dir}, "
             f"runs_dir={self.runs_dir}"
         )
 
@@ -108,8 +142,7 @@ class Settings:
 def load_settings() -> Settings:
     """Read the environment and build a fresh :class:`Settings`."""
     device = best_device()
-    fast_env = os.environ.get("DDPM_FAST")
-    fast = _parse_bool("DDPM_FAST", fast_env) if fast_env is not None else device.type != "cuda"
+    mode = _read_mode(device)
 
     root = _repo_root()
     default_data = (root / "data") if root is not None else Path.cwd() / "data"
@@ -117,22 +150,47 @@ def load_settings() -> Settings:
     default_runs = (root / "runs") if root is not None else Path.cwd() / "runs"
     runs_dir = Path(os.environ.get("DDPM_RUNS_DIR") or default_runs).expanduser().resolve()
 
-    def pick(full, fast_value):
-        return fast_value if fast else full
+    def pick(full, fast_value, cpu=None):
+        if mode == "fast":
+            return fast_value
+        return cpu if (mode == "cpu" and cpu is not None) else full
 
     return Settings(
-        fast=fast,
+        mode=mode,
         data_dir=data_dir,
         runs_dir=runs_dir,
         device=device,
         num_timesteps=pick(1000, 100),
-        train_steps=pick(20_000, 60),
-        batch_size=pick(128, 16),
+        train_steps=pick(20_000, 60, cpu=_recipe_steps("fashion_mnist_cpu")),
+        batch_size=pick(128, 16, cpu=64),
         max_train_images=pick(None, 512),
-        unet_preset=pick("fashion_mnist", "tiny"),
+        unet_preset=pick("fashion_mnist", "tiny", cpu="fashion_mnist_cpu"),
         sample_steps=pick(50, 10),
         num_samples=pick(64, 16),
     )
+
+
+def _recipe_steps(name: str) -> int:
+    from ddpm_lib.recipes import RECIPES  # recipes imports nothing from here at import time
+
+    return int(RECIPES[name].train["steps"])
+
+
+def _read_mode(device: torch.device) -> str:
+    """``DDPM_MODE``, else the ``DDPM_FAST`` alias, else gpu with CUDA and cpu without."""
+    default = "gpu" if device.type == "cuda" else "cpu"
+    raw = os.environ.get("DDPM_MODE")
+    if raw is not None and raw.strip():
+        mode = raw.strip().lower()
+        if mode not in MODES:
+            raise ValueError(f"DDPM_MODE={raw!r} is not understood: use DDPM_MODE=fast, cpu or gpu.")
+    else:
+        fast_env = os.environ.get("DDPM_FAST")
+        mode = "fast" if fast_env is not None and _parse_bool("DDPM_FAST", fast_env) else default
+    if mode == "gpu" and device.type != "cuda":
+        warnings.warn(f"DDPM_MODE=gpu without a CUDA GPU runs the paper-scale settings on {device.type}: "
+                      f"{GPU_MODE_ON_CPU_ESTIMATE}. Use DDPM_MODE=cpu for real images in minutes.", stacklevel=3)
+    return mode
 
 
 settings: Settings = load_settings()

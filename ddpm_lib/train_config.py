@@ -32,7 +32,7 @@ from ddpm_lib.losses import LOSS_TYPES
 from ddpm_lib.samplers import SAMPLER_NAMES
 from ddpm_lib.schedules import SCHEDULE_NAMES
 
-MIXED_PRECISION = ("no", "bf16", "fp16")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 LR_DECAYS = ("cosine", "constant")
 
 
@@ -72,7 +72,7 @@ class TrainConfig:
     lr_decay: str = "cosine"  # "cosine" (to min_lr_ratio * lr at the last step) or "constant"
     min_lr_ratio: float = 0.0
     grad_clip: float | None = 1.0  # max global gradient norm; None = no clipping
-    mixed_precision: str = "no"  # "no", "bf16", "fp16" (CUDA only, with a GradScaler)
+    mixed_precision: str = "auto"  # "auto" (bf16 where the hardware has it), "no", "bf16", "fp16" (CUDA, GradScaler)
     ema_decay: float = 0.9999
     ema_warmup: bool = True
     channels_last: bool = False
@@ -197,6 +197,40 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_recipe(cls, name: str, **overrides) -> TrainConfig:
+        """The named :mod:`ddpm_lib.recipes` recipe as a config; ``overrides`` replace any of its fields."""
+        from ddpm_lib.recipes import get_recipe
+
+        return get_recipe(name).train_config(**overrides)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off.
+
+    Read from the CPU flags (Linux ``/proc/cpuinfo``); elsewhere False (fp32 is the safe choice)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def resolve_mixed_precision(setting: str, device: torch.device) -> str:
+    """What ``mixed_precision`` means on ``device``: "auto" becomes "bf16" on a CPU with native bf16
+    (:func:`cpu_has_native_bf16`) and on a CUDA GPU that supports bf16, else "no"; others pass through."""
+    if setting != "auto":
+        return setting
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_native_bf16() else "no"
+    return "no"
 
 
 def _plain_copy(v):

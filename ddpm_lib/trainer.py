@@ -55,6 +55,7 @@ from ddpm_lib.train_config import (
     lr_curve,
     lr_factor,
     parse_field_value,
+    resolve_mixed_precision,
 )
 
 # The Trainer's companions, importable from here too (``from ddpm_lib.trainer import TrainConfig``).
@@ -91,7 +92,7 @@ class Trainer:
         device = torch.device(cfg.device) if cfg.device is not None else settings_mod.settings.device
         self.dist = dist_utils.init_distributed(device)
         self.device = dist_utils.device_for(self.dist, device)
-        self.precision = cfg.mixed_precision
+        self.precision = resolve_mixed_precision(cfg.mixed_precision, self.device)  # "auto" -> "bf16" or "no"
         if self.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("TrainConfig.mixed_precision='fp16' needs a CUDA GPU (it uses a GradScaler): use 'bf16' or 'no'.")
         if cfg.batch_size % (cfg.grad_accum * self.dist.world_size):
@@ -184,7 +185,7 @@ class Trainer:
         return NonFiniteLossError(
             f"training stopped at step {self.step + 1}: the {what} is {value} (not finite). {kept} Hint: lower the "
             f"learning rate (lr={self.config.lr:g}), keep grad_clip on, or train in fp32 (mixed_precision='no', "
-            f"now {self.config.mixed_precision!r}).")
+            f"now {self.precision!r}).")
 
     def train_step(self, batches) -> tuple[float, float]:
         """One optimizer step over ``grad_accum`` micro-batches; returns (loss, gradient norm before clipping)."""

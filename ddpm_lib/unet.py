@@ -153,6 +153,18 @@ PRESETS: dict[str, UNetConfig] = {
         image_size=32, in_channels=1, base_channels=32, channel_mults=(1, 2, 4), num_res_blocks=2,
         attention_resolutions=(8,), num_heads=4, dropout=0.1,
     ),
+    # The cpu-mode Fashion-MNIST model (recipe fashion_mnist_cpu): 0.69 M parameters, sized so that
+    # ~2,400 steps at batch 64 fit in 10 minutes on 2 CPU cores with bf16 (benchmarks/RESULTS.md).
+    "fashion_mnist_cpu": UNetConfig(
+        image_size=32, in_channels=1, base_channels=16, channel_mults=(1, 2, 4), num_res_blocks=1,
+        attention_resolutions=(8,), num_heads=1, num_groups=8, dropout=0.0,
+    ),
+    # The cpu-mode CIFAR-10 model (recipe cifar10_cpu, the starter weights): 1.5 M parameters with 10
+    # classes, small enough to ship in fp16 under 5 MB; 32/64/64/64 channels at 32/16/8/4 pixels.
+    "cifar10_cpu": UNetConfig(
+        image_size=32, in_channels=3, base_channels=32, channel_mults=(1, 2, 2, 2), num_res_blocks=1,
+        attention_resolutions=(8,), num_heads=1, num_groups=8, dropout=0.0,
+    ),
     # Ho et al. (2020) CIFAR-10 model: 35,746,307 parameters as in the official diffusion_tf code.
     "cifar10_ddpm": UNetConfig(
         image_size=32, in_channels=3, base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2,

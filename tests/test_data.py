@@ -17,6 +17,9 @@ from PIL import Image
 
 from ddpm_lib import data
 
+# gpu mode (no stand-in fallback) on this CPU-only machine warns about its cost: expected here
+pytestmark = pytest.mark.filterwarnings("ignore:DDPM_MODE=gpu without a CUDA GPU")
+
 
 def write_fmnist(root, train_images, train_labels, test_images=None, test_labels=None, gz=False):
     raw = root / "FashionMNIST" / "raw"
@@ -57,7 +60,7 @@ def test_idx_round_trip_through_torchvision(tmp_path):
 
 
 def test_fashion_mnist_scaled_and_padded_to_32(tmp_path, env):
-    env(DDPM_FAST=0, DDPM_OFFLINE=1)
+    env(DDPM_FAST=None, DDPM_MODE="gpu", DDPM_OFFLINE=1)
     imgs, labels = random_fmnist(12)
     write_fmnist(tmp_path, imgs, labels)
     ds = data.load_dataset("fashion_mnist", root=tmp_path)
@@ -76,7 +79,7 @@ def test_fashion_mnist_scaled_and_padded_to_32(tmp_path, env):
 
 
 def test_fashion_mnist_native_28_and_test_split(tmp_path, env):
-    env(DDPM_FAST=0, DDPM_OFFLINE=1)
+    env(DDPM_FAST=None, DDPM_MODE="gpu", DDPM_OFFLINE=1)
     imgs, labels = random_fmnist(6)
     write_fmnist(tmp_path, imgs, labels, imgs[3:], labels[3:])
     x, _ = data.load_dataset("fashion_mnist", root=tmp_path, image_size=28)[1]
@@ -86,7 +89,7 @@ def test_fashion_mnist_native_28_and_test_split(tmp_path, env):
 
 
 def test_gz_files_are_unpacked(tmp_path, env):
-    env(DDPM_FAST=0, DDPM_OFFLINE=1)
+    env(DDPM_FAST=None, DDPM_MODE="gpu", DDPM_OFFLINE=1)
     imgs, labels = random_fmnist(5)
     write_fmnist(tmp_path, imgs, labels, gz=True)
     ds = data.load_dataset("fashion_mnist", root=tmp_path, image_size=28)
@@ -95,7 +98,7 @@ def test_gz_files_are_unpacked(tmp_path, env):
 
 
 def test_hflip_gives_original_or_mirror(tmp_path, env):
-    env(DDPM_FAST=0, DDPM_OFFLINE=1)
+    env(DDPM_FAST=None, DDPM_MODE="gpu", DDPM_OFFLINE=1)
     imgs, labels = random_fmnist(3)
     write_fmnist(tmp_path, imgs, labels)
     plain = data.load_dataset("fashion_mnist", root=tmp_path)
@@ -114,7 +117,7 @@ def test_hflip_gives_original_or_mirror(tmp_path, env):
 
 
 def test_max_items_is_a_fixed_mixed_subset(tmp_path, env):
-    env(DDPM_FAST=0, DDPM_OFFLINE=1)
+    env(DDPM_FAST=None, DDPM_MODE="gpu", DDPM_OFFLINE=1)
     imgs, labels = random_fmnist(100)
     write_fmnist(tmp_path, imgs, labels)
     a = data.load_dataset("fashion_mnist", root=tmp_path, max_items=30)
@@ -143,7 +146,7 @@ def write_cifar_folder(root, per_class=2):
 
 
 def test_cifar10_image_folder_layout(tmp_path, env):
-    env(DDPM_FAST=0, DDPM_OFFLINE=1)
+    env(DDPM_FAST=None, DDPM_MODE="gpu", DDPM_OFFLINE=1)
     write_cifar_folder(tmp_path, per_class=2)
     ds = data.load_dataset("cifar10", root=tmp_path)
     assert len(ds) == 20 and ds.classes == list(data.CIFAR10_CLASSES)
@@ -223,7 +226,7 @@ def test_unknown_name_and_bad_size():
 
 @pytest.mark.parametrize("how", ["DDPM_OFFLINE=1", "download=False", "download=True offline"])
 def test_offline_error_is_clear_and_quick(tmp_path, env, how):
-    env(DDPM_FAST=0, DDPM_OFFLINE=1 if how == "DDPM_OFFLINE=1" else None)
+    env(DDPM_FAST=None, DDPM_MODE="gpu", DDPM_OFFLINE=1 if how == "DDPM_OFFLINE=1" else None)
     kw = {"download=False": {"download": False}, "download=True offline": {"download": True}}.get(how, {})
     if how == "download=True offline":
         # no network here: make sure of it whatever machine runs the test
@@ -254,7 +257,7 @@ def test_offline_error_is_clear_and_quick(tmp_path, env, how):
 
 
 def test_offline_error_cifar10_names_both_layouts(tmp_path, env):
-    env(DDPM_FAST=0, DDPM_OFFLINE=1)
+    env(DDPM_FAST=None, DDPM_MODE="gpu", DDPM_OFFLINE=1)
     with pytest.raises(data.DatasetNotFoundError) as info:
         data.load_dataset("cifar10", root=tmp_path)
     msg = str(info.value)
@@ -336,7 +339,7 @@ def test_standin_is_deterministic_and_classes_differ(tmp_path):
 
 
 def test_make_dataloader_defaults_and_errors(tmp_path, env):
-    env(DDPM_FAST=0, DDPM_OFFLINE=1, DDPM_DEVICE="cpu")
+    env(DDPM_FAST=None, DDPM_MODE="gpu", DDPM_OFFLINE=1, DDPM_DEVICE="cpu")
     imgs, labels = random_fmnist(10)
     write_fmnist(tmp_path, imgs, labels)
     ds = data.load_dataset("fashion_mnist", root=tmp_path)
@@ -394,7 +397,7 @@ def test_cli_download_reports_failure(tmp_path, env, monkeypatch, capsys):
 
 
 def test_truncated_idx_file_is_a_clear_error(tmp_path, env):
-    env(DDPM_FAST=0, DDPM_OFFLINE=1)
+    env(DDPM_FAST=None, DDPM_MODE="gpu", DDPM_OFFLINE=1)
     imgs, labels = random_fmnist(4)
     raw = write_fmnist(tmp_path, imgs, labels)
     path = raw / "train-images-idx3-ubyte"

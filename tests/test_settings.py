@@ -24,16 +24,45 @@ def test_fast_bad_value_is_a_clear_error(env, bad):
         env(DDPM_FAST=bad)
 
 
-def test_default_fast_iff_no_cuda(env, monkeypatch):
+def test_default_mode_gpu_iff_cuda(env, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    s = env(DDPM_FAST=None, DDPM_DEVICE=None)
-    assert s.fast and s.device.type == "cpu"
+    s = env(DDPM_FAST=None, DDPM_MODE=None, DDPM_DEVICE=None)
+    assert s.mode == "cpu" and not s.fast and s.device.type == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # pretend: nothing touches the GPU
-    s = env(DDPM_FAST=None, DDPM_DEVICE=None)
-    assert s.device.type == "cuda" and not s.fast
+    s = env(DDPM_FAST=None, DDPM_MODE=None, DDPM_DEVICE=None)
+    assert s.device.type == "cuda" and s.mode == "gpu"
     s = env(DDPM_FAST="1")
-    assert s.fast  # the switch wins over the device
+    assert s.mode == "fast" and s.fast  # the alias wins over the device
+    s = env(DDPM_FAST="0")
+    assert s.mode == "gpu"  # "not fast" is the default mode
+
+
+@pytest.mark.parametrize("value", ["fast", "cpu", "gpu", " CPU "])
+def test_mode_values(env, value, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # gpu mode without the warning
+    s = env(DDPM_MODE=value, DDPM_FAST="1", DDPM_DEVICE=None)  # DDPM_MODE wins over the alias
+    assert s.mode == value.strip().lower()
+    assert s.recipe("cifar10") == f"cifar10_{s.mode}"
+
+
+def test_mode_bad_value_is_a_clear_error(env):
+    with pytest.raises(ValueError, match=r"DDPM_MODE='turbo'.*fast, cpu or gpu"):
+        env(DDPM_MODE="turbo")
+
+
+def test_gpu_mode_without_gpu_warns_with_estimate(env, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match=r"DDPM_MODE=gpu without a CUDA GPU.*hours"):
+        s = env(DDPM_MODE="gpu", DDPM_DEVICE="cpu")
+    assert s.mode == "gpu"
+
+
+def test_pick_per_mode(env):
+    s = env(DDPM_MODE="cpu", DDPM_DEVICE="cpu")
+    assert s.pick(full=128, fast=16, cpu=64) == 64 and s.pick(full=128, fast=16) == 128
+    s = env(DDPM_MODE="fast")
+    assert s.pick(full=128, fast=16, cpu=64) == 16
 
 
 def test_device_override(env, monkeypatch):
@@ -44,7 +73,7 @@ def test_device_override(env, monkeypatch):
 
 
 def test_fast_sizes_are_smaller(env):
-    full, fast = env(DDPM_FAST=0, DDPM_DEVICE="cpu"), env(DDPM_FAST=1, DDPM_DEVICE="cpu")
+    full, fast = env(DDPM_MODE="cpu", DDPM_DEVICE="cpu"), env(DDPM_MODE="fast", DDPM_DEVICE="cpu")
     for field in ("num_timesteps", "train_steps", "batch_size", "sample_steps", "num_samples"):
         assert getattr(fast, field) < getattr(full, field), field
     assert full.max_train_images is None and fast.max_train_images > 0
@@ -58,14 +87,17 @@ def test_data_dir_and_runs_dir_overrides(env, tmp_path):
     assert root is not None and s.data_dir == root / "data" and s.runs_dir == root / "runs"
 
 
-def test_pick_and_run_dir(env, tmp_path):
+def test_pick_and_run_dir(env, tmp_path, monkeypatch):
     s = env(DDPM_FAST=1, DDPM_RUNS_DIR=tmp_path, DDPM_DEVICE="cpu")
     assert s.pick(full=128, fast=16) == 16
     assert s.run_dir("fashion_mnist") == tmp_path.resolve() / "fashion_mnist-fast"
-    s = env(DDPM_FAST=0)
+    s = env(DDPM_FAST=None, DDPM_MODE="cpu")
+    assert s.run_dir("fashion_mnist") == tmp_path.resolve() / "fashion_mnist-cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    s = env(DDPM_MODE="gpu", DDPM_DEVICE=None)
     assert s.pick(full=128, fast=16) == 128
     assert s.run_dir("fashion_mnist") == tmp_path.resolve() / "fashion_mnist"
-    assert "FULL" in s.banner() and str(s.data_dir) in s.banner()
+    assert "mode=gpu" in s.banner() and str(s.data_dir) in s.banner()
 
 
 def draws(g):

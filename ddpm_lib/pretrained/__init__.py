@@ -1,0 +1,86 @@
+"""Starter weights shipped inside the package, so every student sees real images, offline, on any machine.
+
+Two small models trained with the course's cpu recipes (:mod:`ddpm_lib.recipes`), stored as slim
+checkpoints (EMA weights in fp16, each file under 5 MB) next to this file; ``MODEL_CARD.md`` says
+what data and compute produced each, how good they are, and the exact command that reproduces them
+(``make weights``)::
+
+    from ddpm_lib import pretrained
+    model, schedule, cfg = pretrained.load("fashion_mnist")     # the same triple as a run's final.pt
+    python -m ddpm_lib sample --ckpt pretrained:cifar10 --class 3 --guidance 3 --out cats.png
+
+Every load checks the file's SHA-256 against ``registry.json``, so a damaged or swapped file is an
+error, never a silent surprise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+PREFIX = "pretrained:"
+
+
+class PretrainedError(ValueError):
+    """An unknown name, a missing file or a checksum mismatch: the message says which and what to do."""
+
+
+@cache
+def registry() -> dict[str, dict]:
+    """``registry.json``: for each name, its file, SHA-256, recipe, sampler defaults and measured statistics."""
+    return json.loads((HERE / "registry.json").read_text())
+
+
+def names() -> list[str]:
+    return sorted(registry())
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def path(name: str) -> Path:
+    """The verified file of starter model ``name`` (``PretrainedError`` if unknown, missing or corrupt)."""
+    entries = registry()
+    if name not in entries:
+        raise PretrainedError(f"unknown starter model {name!r}: choose one of {', '.join(names())} "
+                              f"(e.g. --ckpt {PREFIX}{names()[0]}).")
+    entry = entries[name]
+    file = HERE / entry["file"]
+    if not file.is_file():
+        raise PretrainedError(f"starter model {name!r}: {file} is missing from the installed package; "
+                              "reinstall ddpm-course (pip install --force-reinstall ...) or run `make weights`.")
+    digest = sha256(file)
+    if digest != entry["sha256"]:
+        raise PretrainedError(f"starter model {name!r}: {file} has SHA-256 {digest[:12]}..., expected "
+                              f"{entry['sha256'][:12]}... (a damaged or replaced file); reinstall ddpm-course.")
+    return file
+
+
+def resolve(spec: str | Path) -> Path:
+    """``"pretrained:NAME"`` -> the verified file of that starter model; any other path is returned as is."""
+    text = str(spec)
+    return path(text[len(PREFIX):]) if text.startswith(PREFIX) else Path(spec)
+
+
+def info(name: str) -> dict:
+    """The registry entry of ``name``: recipe, steps, sampler defaults, measured quality and data statistics."""
+    path(name)  # same errors as loading
+    return dict(registry()[name])
+
+
+def load(name: str, device: str | torch.device | None = None):
+    """``(model, schedule, train_config)`` of starter model ``name``, EMA weights, eval mode, on ``device``
+    (default ``settings.device``): the same triple as ``load_model_from_checkpoint`` gives for a run."""
+    from ddpm_lib.checkpoint import load_model_from_checkpoint
+
+    return load_model_from_checkpoint(path(name), use_ema=True, device=device)

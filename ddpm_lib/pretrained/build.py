@@ -1,0 +1,195 @@
+"""Turn a finished training run into shipped starter weights: slim file, checksum, quality, model card.
+
+    python -m ddpm_lib.pretrained.build fashion_mnist --run runs/fashion_mnist_cpu --machine "2-core CPU" \\
+        --command "python -m ddpm_lib train --recipe fashion_mnist_cpu --out runs/fashion_mnist_cpu"
+
+Steps: export the run's EMA weights in fp16 (:func:`ddpm_lib.checkpoint.export_slim`) to
+``ddpm_lib/pretrained/NAME.pt``; measure the classifier-feature FID/KID of ``--num`` samples against
+the real test images (:func:`ddpm_lib.evaluate.evaluate`); record image statistics of the real test
+images and of the samples (:func:`image_stats`, what ``tests/test_pretrained.py`` checks new samples
+against); save sample grids into ``docs/``; update ``registry.json`` and regenerate ``MODEL_CARD.md``.
+``make weights`` runs the two recipes and this, for both models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from ddpm_lib.pretrained import HERE, registry, sha256
+
+DOCS = HERE.parent.parent / "docs"
+
+
+def image_stats(x: torch.Tensor) -> dict[str, float]:
+    """Statistics that tell real images from noise, for ``x`` in [-1, 1] of shape (N, C, H, W):
+    mean and std of the pixels, the fraction of background pixels (below -0.8, i.e. darker than 10% grey),
+    and the correlation of horizontally adjacent pixels (about 0 for noise, near 1 for photographs)."""
+    x = x.detach().float().clamp(-1, 1)
+    a, b = x[..., :, :-1].flatten(), x[..., :, 1:].flatten()
+    corr = torch.corrcoef(torch.stack([a, b]))[0, 1]
+    return {
+        "mean": float(x.mean()),
+        "std": float(x.std()),
+        "background_fraction": float((x < -0.8).float().mean()),
+        "neighbour_correlation": float(corr),
+    }
+
+
+def stats_close(got: dict, ref: dict, tolerance: dict) -> list[str]:
+    """The statistics of ``got`` that differ from ``ref`` by more than ``tolerance`` (empty list: all close)."""
+    return [f"{k}: {got[k]:.3f} vs {ref[k]:.3f} (tolerance {tol})" for k, tol in tolerance.items()
+            if abs(got[k] - ref[k]) > tol]
+
+
+# How far a small batch of samples may stray from the real images' statistics before the test calls it
+# "not the dataset". Chosen from the spread of 16-image batches of real images (a few hundredths) and far
+# below the gap to noise (uniform noise: background 0.1, neighbour correlation 0).
+TOLERANCE = {"mean": 0.2, "std": 0.2, "background_fraction": 0.15, "neighbour_correlation": 0.2}
+
+
+def _wall_time(run: Path) -> float | None:
+    rows = list(csv.DictReader(open(run / "metrics.csv"))) if (run / "metrics.csv").is_file() else []
+    return float(rows[-1]["elapsed_s"]) if rows else None
+
+
+def _grids(name: str, model, schedule, cfg, sample_cfg: dict, seed: int) -> list[str]:
+    from ddpm_lib.samplers import sample
+    from ddpm_lib.viz import save_grid
+
+    c = model.config
+    g = torch.Generator().manual_seed(seed)
+    written = []
+    if getattr(model, "null_class", None) is None:
+        x = sample(model, schedule, (64, c.in_channels, c.image_size, c.image_size), sampler=sample_cfg["sampler"],
+                   num_steps=sample_cfg["steps"], generator=g, prediction_type=cfg.prediction_type)
+        path = DOCS / f"pretrained_{name}.png"
+        save_grid(x.float().cpu(), path, nrow=8)
+        written.append(str(path.relative_to(DOCS.parent)))
+        return written
+    k = model.null_class
+    labels = torch.arange(k).repeat_interleave(6)  # 6 samples per class, one class per row after the transpose
+    for w in (0.0, 1.0, 3.0):
+        g = torch.Generator().manual_seed(seed)  # the same noise at every w
+        x = sample(model, schedule, (len(labels), c.in_channels, c.image_size, c.image_size),
+                   sampler=sample_cfg["sampler"], num_steps=sample_cfg["steps"], generator=g, labels=labels,
+                   guidance_scale=w, prediction_type=cfg.prediction_type)
+        path = DOCS / f"pretrained_{name}_w{w:g}.png"
+        save_grid(x.float().cpu(), path, nrow=6)
+        written.append(str(path.relative_to(DOCS.parent)))
+    return written
+
+
+def build(name: str, run: Path, ckpt: str, recipe: str, command: str, machine: str, note: str, num: int,
+          seed: int) -> dict:
+    from ddpm_lib.checkpoint import export_slim, load_model_from_checkpoint
+    from ddpm_lib.data import load_dataset
+    from ddpm_lib.evaluate import evaluate
+    from ddpm_lib.recipes import get_recipe
+
+    out = HERE / f"{name}.pt"
+    export_slim(run / ckpt, out)
+    model, schedule, cfg = load_model_from_checkpoint(out, device="cpu")
+    sample_cfg = dict(get_recipe(recipe).sample)
+    guidance = sample_cfg.get("guidance") if getattr(model, "null_class", None) is not None else None
+    report = evaluate(out, num=num, sampler=sample_cfg["sampler"], steps=sample_cfg["steps"], guidance=guidance,
+                      seed=seed, device="cpu", batch=256)
+    real = load_dataset(cfg.dataset, train=False, image_size=model.config.image_size, root=cfg.data_root)
+    xr = torch.stack([real[i][0] for i in range(min(len(real), 2000))])
+    payload = torch.load(out, weights_only=True)
+    entry = {
+        "file": out.name,
+        "sha256": sha256(out),
+        "size_bytes": out.stat().st_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "recipe": recipe,
+        "dataset": cfg.dataset,
+        "class_conditional": getattr(model, "null_class", None) is not None,
+        "train_steps": int(payload["step"]),
+        "batch_size": cfg.batch_size,
+        "seed": cfg.seed,
+        "train_wall_time_s": _wall_time(run),
+        "command": command,
+        "machine": machine,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.date.today().isoformat(),
+        "sample": sample_cfg,
+        "quality": {"features": "classifier", "num_samples": num, "reference": report["reference"],
+                    **{k: report["metrics"][k] for k in ("fid", "kid", "kid_std") if k in report["metrics"]}},
+        "data_stats": image_stats(xr),
+        "tolerance": TOLERANCE,
+        "grids": _grids(name, model, schedule, cfg, sample_cfg, seed),
+        "note": note,
+    }
+    reg = dict(registry())
+    reg[name] = entry
+    (HERE / "registry.json").write_text(json.dumps(reg, indent=2) + "\n")
+    registry.cache_clear()
+    (HERE / "MODEL_CARD.md").write_text(model_card(reg))
+    return entry
+
+
+def model_card(reg: dict) -> str:
+    lines = [
+        "# Starter weights: model card",
+        "",
+        "Generated by `python -m ddpm_lib.pretrained.build` from `registry.json` (do not edit by hand;",
+        "`make weights` reproduces every file). Quality is the FID/KID of the classifier features of",
+        "`ddpm_lib.classifier` against the real test images: comparable between these models and your own",
+        "runs, **not** with published (Inception) FIDs.",
+        "",
+        "| | " + " | ".join(reg) + " |",
+        "|---|" + "---|" * len(reg),
+    ]
+    rows = [
+        ("data", lambda e: e["dataset"] + (" (class-conditional)" if e["class_conditional"] else "")),
+        ("recipe", lambda e: f"`{e['recipe']}`"),
+        ("parameters", lambda e: f"{e['parameters']:,}"),
+        ("file (fp16 EMA weights)", lambda e: f"`{e['file']}`, {e['size_bytes'] / 1e6:.2f} MB"),
+        ("sha256", lambda e: f"`{e['sha256']}`"),
+        ("training", lambda e: f"{e['train_steps']:,} steps at batch {e['batch_size']}, seed {e['seed']}"),
+        ("wall time", lambda e: f"{e['train_wall_time_s'] / 60:.1f} min" if e["train_wall_time_s"] else "?"),
+        ("machine", lambda e: e["machine"]),
+        ("command", lambda e: f"`{e['command']}`"),
+        ("torch, date", lambda e: f"{e['torch']}, {e['date']}"),
+        ("sampler", lambda e: ", ".join(f"{k} {v}" for k, v in e["sample"].items())),
+        ("FID (classifier features)", lambda e: f"{e['quality']['fid']:.2f} ({e['quality']['num_samples']} samples vs "
+                                               f"{e['quality']['reference']})"),
+        ("KID", lambda e: f"{e['quality']['kid']:.4f} ± {e['quality']['kid_std']:.4f}"),
+        ("real test images: mean / std / background / neighbour corr.",
+         lambda e: " / ".join(f"{e['data_stats'][k]:.3f}" for k in ("mean", "std", "background_fraction",
+                                                                     "neighbour_correlation"))),
+        ("sample grids", lambda e: ", ".join(f"[{Path(g).name}](../../{g})" for g in e["grids"])),
+        ("honest note", lambda e: e["note"]),
+    ]
+    for label, fn in rows:
+        lines.append(f"| {label} | " + " | ".join(str(fn(e)) for e in reg.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ddpm_lib.pretrained.build", description=__doc__.splitlines()[0])
+    p.add_argument("name", help="starter model name (fashion_mnist or cifar10)")
+    p.add_argument("--run", required=True, type=Path, help="the finished run folder")
+    p.add_argument("--ckpt", default="final.pt", help="checkpoint in the run folder (default final.pt)")
+    p.add_argument("--recipe", required=True, help="the ddpm_lib.recipes recipe the run followed")
+    p.add_argument("--command", required=True, help="the exact command that trained the run (for the card)")
+    p.add_argument("--machine", required=True, help="what it was trained on (for the card)")
+    p.add_argument("--note", default="", help="what the card must say about data and compute")
+    p.add_argument("--num", type=int, default=1000, help="samples for the FID/KID (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    a = p.parse_args(argv)
+    entry = build(a.name, a.run, a.ckpt, a.recipe, a.command, a.machine, a.note, a.num, a.seed)
+    print(json.dumps({k: entry[k] for k in ("file", "sha256", "size_bytes", "quality", "data_stats")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
