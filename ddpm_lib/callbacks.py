@@ -89,6 +89,31 @@ class TensorBoardLogger(Callback):
             self.writer.close()
 
 
+def sample_grid(trainer: Trainer, path=None, num: int | None = None):
+    """``num`` (default ``config.num_samples``) samples from the trainer's EMA model with a fixed generator
+    (the same noise at every call, so grids over a run are comparable) and the config's sampler; saved
+    as a PNG grid when ``path`` is given. The training RNG streams are left untouched."""
+    import math
+
+    import torch
+
+    from ddpm_lib.samplers import sample
+
+    cfg, model = trainer.config, trainer.ema_model()
+    n = num or cfg.num_samples
+    labels = torch.arange(n) % model.null_class if getattr(model, "null_class", None) is not None else None
+    with torch.random.fork_rng(devices=[trainer.device] if trainer.device.type == "cuda" else []):
+        x = sample(model, trainer.schedule, (n, *trainer.data_shape), sampler=cfg.sampler,
+                   num_steps=None if cfg.sampler == "ddpm" else cfg.sample_steps, labels=labels,
+                   generator=torch.Generator().manual_seed(cfg.seed), prediction_type=cfg.prediction_type,
+                   progress=False, device=trainer.device)
+    if path is not None:
+        from ddpm_lib.viz import save_grid
+
+        save_grid(x.float().cpu(), path, nrow=int(math.ceil(math.sqrt(n))))
+    return x
+
+
 class SampleGrids(Callback):
     """Every ``sample_every`` steps (and at the last one), a grid from the EMA model in ``<run>/samples``."""
 
@@ -97,7 +122,7 @@ class SampleGrids(Callback):
 
     def on_step_end(self, trainer, loss):
         if trainer.step % self.every == 0 or trainer.step == trainer.end_step:
-            trainer.sample_grid(trainer.run.samples / f"step_{trainer.step:07d}.png")
+            sample_grid(trainer, trainer.run.samples / f"step_{trainer.step:07d}.png")
 
 
 class EarlyStopping(Callback):
@@ -140,4 +165,4 @@ def default_callbacks(trainer: Trainer, extra=()) -> list[Callback]:
 
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "ProgressBar", "RowFunction", "SampleGrids",
-           "TensorBoardLogger", "default_callbacks"]
+           "TensorBoardLogger", "default_callbacks", "sample_grid"]

@@ -156,23 +156,6 @@ class Trainer:
         self.ema.copy_to(self._ema_model)
         return self._ema_model.eval()
 
-    def sample_grid(self, path: Path | None = None, num: int | None = None) -> torch.Tensor:
-        """Samples from the EMA model with a fixed generator (same noise at every call); saves a grid if ``path``."""
-        from ddpm_lib.samplers import sample
-
-        cfg, n, model = self.config, num or self.config.num_samples, self.ema_model()
-        labels = torch.arange(n) % model.null_class if getattr(model, "null_class", None) is not None else None
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):  # keep training RNG
-            x = sample(model, self.schedule, (n, *self.data_shape), sampler=cfg.sampler,
-                       num_steps=None if cfg.sampler == "ddpm" else cfg.sample_steps, labels=labels,
-                       generator=torch.Generator().manual_seed(cfg.seed), prediction_type=cfg.prediction_type,
-                       progress=False, device=self.device)
-        if path is not None:
-            from ddpm_lib.viz import save_grid
-
-            save_grid(x.float().cpu(), path, nrow=int(math.ceil(math.sqrt(n))))
-        return x
-
     # ---- Algorithm 1 -----------------------------------------------------------------------------
     def _autocast(self):
         if self.precision == "no":
