@@ -125,3 +125,12 @@ def rank_weight_hashes(model: torch.nn.Module, info: DistInfo, run_dir) -> list[
         atomic_write(Path(run_dir) / "distributed.json", json.dumps(
             {"world_size": info.world_size, "backend": info.backend, "weight_sha256": hashes}, indent=2))
     return hashes
+
+
+def any_process(flag: bool, info: DistInfo, device: torch.device | None = None) -> bool:
+    """True in every process when ``flag`` is true in at least one (e.g. a stop signal that reached only some)."""
+    if not info.enabled:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)

@@ -365,12 +365,15 @@ def build_model(config: TrainConfig, dataset):
     return UNet.from_preset(config.preset, **overrides)
 
 
-def check_model_fits_data(config: TrainConfig, model, dataset) -> tuple[int, ...]:
-    """Read the first item (so a broken dataset fails before training) and check the model takes its shape
-    and, for a class-conditional run, its labels; returns the image shape (C, H, W)."""
+def image_shape(dataset) -> tuple[int, ...]:
+    """(C, H, W) of the dataset's first image (reading it, so a broken dataset fails before training)."""
     first = dataset[0]
-    x = first[0] if isinstance(first, (tuple, list)) else first
-    c, h, w = tuple(x.shape)
+    return tuple((first[0] if isinstance(first, (tuple, list)) else first).shape)
+
+
+def check_model_fits_data(config: TrainConfig, model, dataset, shape: tuple[int, ...]) -> None:
+    """Check the model takes images of ``shape`` (C, H, W) and, for a class-conditional run, the labels."""
+    c, h, w = shape
     mcfg = getattr(model, "config", None)
     if mcfg is not None and hasattr(mcfg, "in_channels") and (mcfg.in_channels != c or mcfg.image_size != h):
         raise ValueError(
@@ -386,4 +389,3 @@ def check_model_fits_data(config: TrainConfig, model, dataset) -> tuple[int, ...
         if targets is not None and len(targets) and max(targets) >= null:
             raise ValueError(f"the dataset {config.dataset!r} has label {max(targets)} but the model knows {null} "
                              f"classes (0..{null - 1}): fix the labels or set unet={{'num_classes': {max(targets) + 1}}}.")
-    return (c, h, w)

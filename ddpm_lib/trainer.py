@@ -51,6 +51,7 @@ from ddpm_lib.train_config import (
     TrainConfig,
     build_model,
     check_model_fits_data,
+    image_shape,
     load_train_dataset,
     lr_curve,
     lr_factor,
@@ -101,8 +102,9 @@ class Trainer:
         self.run = runs.RunFolder(cfg.out_dir)
         self.run_dir = self.run.path
         self.dataset = dataset if dataset is not None else load_train_dataset(cfg)
+        self.data_shape = image_shape(self.dataset)
         self.raw_model = model if model is not None else build_model(cfg, self.dataset)
-        self.data_shape = check_model_fits_data(cfg, self.raw_model, self.dataset)
+        check_model_fits_data(cfg, self.raw_model, self.dataset, self.data_shape)
         self.raw_model.to(self.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
         self.batches = EpochBatches(self.dataset, cfg.batch_size // (cfg.grad_accum * self.dist.world_size), cfg.seed,
                                     self.dist.rank, self.dist.world_size, cfg.num_workers, self.device.type == "cuda")
@@ -238,7 +240,7 @@ class Trainer:
         finally:
             self.run.release_lock()
         if self.stop_reason == "signal":
-            raise TrainingInterrupted(stop.signal, self.step, self.run.latest if self.dist.is_main else None)
+            raise TrainingInterrupted(stop.signal or "a signal", self.step, self.run.latest if self.dist.is_main else None)
         return summary
 
     def _loop(self, stop) -> None:
@@ -250,7 +252,7 @@ class Trainer:
         losses, t_start, t_interval = [], time.perf_counter(), time.perf_counter()
         try:
             while self.step < self.end_step and self.stop_reason is None:
-                if stop:
+                if dist_utils.any_process(bool(stop), self.dist, self.device):  # every process stops at the same step
                     self.stop_reason = "signal"
                     break
                 loss, grad_norm = self.train_step(batches)
@@ -260,7 +262,7 @@ class Trainer:
                 losses.append(loss)
                 for cb in self.callbacks:
                     cb.on_step_end(self, loss)
-                last = self.step == self.end_step or self.stop_reason is not None or bool(stop)
+                last = self.step == self.end_step or self.stop_reason is not None
                 if (cfg.log_every and self.step % cfg.log_every == 0) or last:
                     now = time.perf_counter()
                     row = {"step": self.step, "epoch": self.batches.epoch, "loss": sum(losses) / len(losses),

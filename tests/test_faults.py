@@ -52,7 +52,7 @@ def spawn(args: list[str]) -> subprocess.Popen:
                             text=True, env=env)
 
 
-def wait_for_rows(run: Path, n: int, proc: subprocess.Popen, timeout: float = 240) -> None:
+def wait_for_rows(run: Path, n: int, proc: subprocess.Popen, timeout: float = 900) -> None:
     """Until metrics.csv has ``n`` rows (the trainer is inside its loop)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
