@@ -95,11 +95,12 @@ def build(name: str, run: Path, ckpt: str, recipe: str, command: str, machine: s
 
     out = HERE / f"{name}.pt"
     export_slim(run / ckpt, out)
+    out.chmod(0o644)  # package data: readable by everyone who installs it
     model, schedule, cfg = load_model_from_checkpoint(out, device="cpu")
     sample_cfg = dict(get_recipe(recipe).sample)
     guidance = sample_cfg.get("guidance") if getattr(model, "null_class", None) is not None else None
     report = evaluate(out, num=num, sampler=sample_cfg["sampler"], steps=sample_cfg["steps"], guidance=guidance,
-                      seed=seed, device="cpu", batch=256)
+                      seed=seed, device="cpu", batch=256) if num else None
     real = load_dataset(cfg.dataset, train=False, image_size=model.config.image_size, root=cfg.data_root)
     xr = torch.stack([real[i][0] for i in range(min(len(real), 2000))])
     payload = torch.load(out, weights_only=True)
@@ -121,8 +122,10 @@ def build(name: str, run: Path, ckpt: str, recipe: str, command: str, machine: s
         "python": platform.python_version(),
         "date": datetime.date.today().isoformat(),
         "sample": sample_cfg,
-        "quality": {"features": "classifier", "num_samples": num, "reference": report["reference"],
-                    **{k: report["metrics"][k] for k in ("fid", "kid", "kid_std") if k in report["metrics"]}},
+        "quality": None if report is None else {
+            "features": "classifier", "num_samples": num, "reference": report["reference"],
+            "classifier_test_accuracy": report["extractor"]["test_accuracy"],
+            **{k: report["metrics"][k] for k in ("fid", "kid", "kid_std")}},
         "data_stats": image_stats(xr),
         "tolerance": TOLERANCE,
         "grids": _grids(name, model, schedule, cfg, sample_cfg, seed),
@@ -160,9 +163,10 @@ def model_card(reg: dict) -> str:
         ("command", lambda e: f"`{e['command']}`"),
         ("torch, date", lambda e: f"{e['torch']}, {e['date']}"),
         ("sampler", lambda e: ", ".join(f"{k} {v}" for k, v in e["sample"].items())),
-        ("FID (classifier features)", lambda e: f"{e['quality']['fid']:.2f} ({e['quality']['num_samples']} samples vs "
-                                               f"{e['quality']['reference']})"),
-        ("KID", lambda e: f"{e['quality']['kid']:.4f} ± {e['quality']['kid_std']:.4f}"),
+        ("FID (classifier features)", lambda e: "not measured" if not e["quality"] else
+         f"{e['quality']['fid']:.2f} ({e['quality']['num_samples']} samples vs {e['quality']['reference']}; "
+         f"classifier test accuracy {e['quality']['classifier_test_accuracy']:.3f})"),
+        ("KID", lambda e: "not measured" if not e["quality"] else f"{e['quality']['kid']:.4f} ± {e['quality']['kid_std']:.4f}"),
         ("real test images: mean / std / background / neighbour corr.",
          lambda e: " / ".join(f"{e['data_stats'][k]:.3f}" for k in ("mean", "std", "background_fraction",
                                                                      "neighbour_correlation"))),
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command", required=True, help="the exact command that trained the run (for the card)")
     p.add_argument("--machine", required=True, help="what it was trained on (for the card)")
     p.add_argument("--note", default="", help="what the card must say about data and compute")
-    p.add_argument("--num", type=int, default=1000, help="samples for the FID/KID (default 1000)")
+    p.add_argument("--num", type=int, default=1000, help="samples for the FID/KID (default 1000; 0: skip the evaluation)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     a = p.parse_args(argv)
     entry = build(a.name, a.run, a.ckpt, a.recipe, a.command, a.machine, a.note, a.num, a.seed)
