@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .DEFAULT_GOAL := help
-.PHONY: weights help install test test-unit test-notebooks test-slow run lab lint student data fid-weights bench clean
+.PHONY: weights help install test test-unit test-notebooks test-student test-slow run lab lint student grade data fid-weights bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -18,15 +18,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install ddpm_lib with the dev tools
 
-test: $(STAMP) ## unit tests, then every notebook under nbval in FAST mode
+test: $(STAMP) ## unit tests, every notebook under nbval in FAST mode, then the student copies (unanswered) too
 	$(PY) -m pytest -m "not slow" tests
 	DDPM_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env notebooks/
+	$(MAKE) --no-print-directory test-student
 
 test-unit: $(STAMP) ## unit tests only
 	$(PY) -m pytest -m "not slow" tests
 
 test-notebooks: $(STAMP) ## notebooks only, under nbval in FAST mode
 	DDPM_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env notebooks/
+
+test-student: student ## the student copies (every exercise unanswered) run top to bottom in FAST mode
+	DDPM_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env build/student/
 
 test-slow: $(STAMP) ## the slow tests too (minutes)
 	$(PY) -m pytest tests
@@ -45,6 +49,10 @@ lint: $(STAMP) ## ruff on .py and .ipynb, and check notebooks carry no outputs
 
 student: $(STAMP) ## student copies (solutions removed) into build/student/
 	$(PY) -m ddpm_lib.student notebooks build/student
+
+grade: $(STAMP) ## grade a class: make grade SUBMISSIONS=dir [OUT=grades.csv] [TIMEOUT=600] (dir/<student>/*.ipynb)
+	@test -n "$(SUBMISSIONS)" || { echo "make grade: set SUBMISSIONS=dir, the folder holding one sub-folder of notebooks per student." >&2; exit 2; }
+	$(PY) -m ddpm_lib.grade "$(SUBMISSIONS)" --out "$(or $(OUT),grades.csv)" --timeout "$(or $(TIMEOUT),600)"
 
 data: $(STAMP) ## download Fashion-MNIST and CIFAR-10 into the data dir (needs internet)
 	$(PY) -m ddpm_lib.data download fashion_mnist cifar10

@@ -19,7 +19,8 @@ Modules, roughly in course order:
 - ``losses``, ``ema``, ``checkpoint``, ``train_config``, ``trainer``, ``distributed``: training
   (Algorithm 1); ``monitor``: a run's metrics.csv, read and plotted.
 - ``samplers``: DDPM ancestral sampling (Algorithm 2), DDIM, DPM-Solver++, classifier-free guidance.
-- ``toy``: a Gaussian mixture with its exact optimal denoiser, to test samplers without training.
+- ``toy``: a Gaussian mixture with its exact optimal denoiser, to test samplers without training;
+  ``empirical``: the exact denoiser of a finite training set (the training loss's optimum, which memorises).
 - ``features``, ``metrics``, ``classifier``, ``evaluate``: FID, KID, Inception Score.
 - ``exercises``: the checkers for the notebooks' exercises; ``student``: ``make student``.
 """

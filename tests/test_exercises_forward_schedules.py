@@ -72,6 +72,12 @@ def wrong_t_minus_1(x0, noise, t, betas):
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
+def wrong_negative_index(x0, noise, t, betas):
+    # alpha_bars[t - 1]: at t = 0 Python's negative indexing gives alpha_bars[-1], the last entry
+    ab = torch.cumprod(1 - betas, 0)[t - 1].view(-1, 1, 1, 1)
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
 def wrong_t_plus_1(x0, noise, t, betas):
     ab = torch.cumprod(1 - betas, 0)[(t + 1).clamp(max=len(betas) - 1)].view(-1, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
@@ -128,6 +134,7 @@ def test_add_noise_checker_accepts_right_answers(capsys):
         (wrong_swapped, "swapped"),
         (wrong_beta_noise, "sqrt(beta_t)"),
         (wrong_t_minus_1, "includes beta_t itself"),
+        (wrong_negative_index, "alpha_bars[-1], the LAST entry"),
         (wrong_t_plus_1, "alpha_bar_{t+1}"),
         (wrong_sum, "is a product, not 1 - (sum of betas)"),
         (wrong_first_t_only, "timestep of the first one"),
@@ -135,7 +142,6 @@ def test_add_noise_checker_accepts_right_answers(capsys):
         (wrong_broadcast_2d, "broadcasting problem"),
         (wrong_fresh_noise, "do not draw fresh noise"),
         (wrong_in_place, "changed its inputs in place"),
-        (not_written, "not written yet"),
     ],
 )
 def test_add_noise_checker_names_the_mistake(fn, hint):

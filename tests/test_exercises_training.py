@@ -51,8 +51,7 @@ def test_loss_checker(capsys):
     def todo(*a):
         raise NotImplementedError
 
-    with pytest.raises(ExerciseError, match="not written yet"):
-        check_diffusion_loss(todo)
+    assert check_diffusion_loss(todo) is check_diffusion_loss.reference  # not done: the reference is handed back
 
 
 def ema_right(ema, params, decay):
@@ -88,3 +87,23 @@ def test_ema_checkers(capsys):
         check_ema_warmup(lambda n, d: max(d, (1 + n) / (10 + n)))
     with pytest.raises(ExerciseError, match="never exceed"):
         check_ema_warmup(lambda n, d: (1 + n) / (10 + n))
+
+
+@pytest.mark.parametrize("fn, words", [
+    (lambda n, d: d, "no warm-up"),  # n = 0 gives max(d, 0.1) = d: must not be called "use min, not max"
+    (lambda n, d: max(d, (1 + n) / (10 + n)), "SMALLER of the two"),
+    (lambda n, d: min(d, (1 + n) / (100 + n)), "expected min"),
+    (lambda n, d: None, "return a number"),
+])
+def test_ema_warmup_names_the_mistake(fn, words):
+    with pytest.raises(ExerciseError, match=words.replace("(", r"\(")):
+        check_ema_warmup(fn)
+
+
+def test_ema_warmup_accepts_numpy_and_tensor_values(capsys):
+    import numpy as np
+    import torch
+
+    check_ema_warmup(lambda n, d: np.minimum(np.float64(d), (1 + n) / (10 + n)))
+    check_ema_warmup(lambda n, d: torch.tensor([d, (1 + n) / (10 + n)], dtype=torch.float64).min())
+    assert capsys.readouterr().out.count("Correct") == 2

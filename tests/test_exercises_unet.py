@@ -69,5 +69,4 @@ def test_unwritten_exercise():
     def todo(t, dim):
         raise NotImplementedError("your code here")
 
-    with pytest.raises(ExerciseError, match="not written yet"):
-        check_timestep_embedding(todo)
+    assert check_timestep_embedding(todo) is check_timestep_embedding.reference  # not done: the reference is handed back

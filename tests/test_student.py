@@ -145,3 +145,22 @@ def test_real_notebooks_student_copies(tmp_path):
         if has_exercise:
             assert report[nb_path.name] >= 1
             assert any('raise NotImplementedError("your code here")' in s for s in sources), nb_path.name
+
+
+@pytest.mark.skipif(not course_notebooks(), reason="no course notebooks written yet")
+def test_checker_calls_keep_the_returned_function():
+    """`f = check_x(f)`: an unanswered exercise hands back the reference, which the rest of the notebook then uses."""
+    from ddpm_lib.exercises import load_all
+
+    checkers = load_all()
+    for nb_path in course_notebooks():
+        nb = json.loads(nb_path.read_text())
+        for i, c in enumerate(nb["cells"]):
+            if c["cell_type"] != "code":
+                continue
+            for line in "".join(c["source"]).splitlines():
+                for name in re.findall(r"\b(check_\w+)\s*\(", line):
+                    if name.removeprefix("check_") in checkers:
+                        assert re.fullmatch(rf"\s*(\w+) = {name}\(\1\)\s*", line), (
+                            f"{nb_path.name}, cell {i}: write `f = {name}(f)` so that the rest of the notebook "
+                            f"uses what the checker returns; got {line.strip()!r}")

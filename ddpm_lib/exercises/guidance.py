@@ -16,11 +16,17 @@ from collections.abc import Callable
 
 import torch
 
-from . import ExerciseError, call_student, check_tensor, passed
+from . import ExerciseError, call_student, check_tensor, exercise, passed
 
 _NAME = "cfg_mix"
 
 
+def reference_cfg_mix(out_cond: torch.Tensor, out_uncond: torch.Tensor, w: float) -> torch.Tensor:
+    """out_uncond + w (out_cond - out_uncond)."""
+    return out_uncond + w * (out_cond - out_uncond)
+
+
+@exercise(reference=reference_cfg_mix)
 def check_cfg_mix(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> None:
     """Check ``fn(out_cond, out_uncond, w) -> tensor`` of the same shape."""
     g = torch.Generator().manual_seed(0)

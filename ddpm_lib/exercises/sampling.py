@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from ddpm_lib.exercises import ExerciseError, call_student, check_tensor, passed
+from ddpm_lib.exercises import ExerciseError, call_student, check_tensor, exercise, passed
 
 __all__ = ["check_posterior_mean", "check_ddpm_step", "check_ddim_step", "check_slerp"]
 
@@ -57,6 +57,7 @@ def reference_posterior_mean(x0, x_t, t: int, betas) -> torch.Tensor:
     return (c0 * x0.double() + ct * x_t.double()).to(x0.dtype)
 
 
+@exercise(reference=reference_posterior_mean)
 def check_posterior_mean(fn: Callable) -> None:
     name = "posterior_mean"
     betas = _betas()
@@ -97,6 +98,7 @@ def reference_ddpm_step(eps_hat, x_t, t: int, betas, z) -> torch.Tensor:
     return (mean + math.sqrt(var) * z.double()).to(x_t.dtype)
 
 
+@exercise(reference=reference_ddpm_step)
 def check_ddpm_step(fn: Callable) -> None:
     name = "ddpm_step"
     betas = _betas()
@@ -134,6 +136,7 @@ def reference_ddim_step(eps_hat, x_t, alpha_bar_t: float, alpha_bar_prev: float)
     return (math.sqrt(alpha_bar_prev) * x0 + math.sqrt(1 - alpha_bar_prev) * eps_hat.double()).to(x_t.dtype)
 
 
+@exercise(reference=reference_ddim_step)
 def check_ddim_step(fn: Callable) -> None:
     name = "ddim_step"
     g = torch.Generator().manual_seed(7)
@@ -168,6 +171,7 @@ def reference_slerp(z0, z1, alpha: float) -> torch.Tensor:
     return out.to(z0.dtype)
 
 
+@exercise(reference=reference_slerp)
 def check_slerp(fn: Callable) -> None:
     name = "slerp"
     g = torch.Generator().manual_seed(8)

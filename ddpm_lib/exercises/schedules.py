@@ -6,8 +6,9 @@ implementing the cosine schedule of Nichol & Dhariwal 2021 (eq. 17 and sec. 3.2)
     alpha_bar(tau) = cos^2( (tau + s) / (1 + s) * pi / 2 ),   tau = t / T in [0, 1]
     beta_t = min(1 - alpha_bar((t + 1) / T) / alpha_bar(t / T), max_beta),   t = 0..T-1
 
-The answer is compared with ``ddpm_lib.schedules.make_schedule("cosine", ...)``; when it is wrong, the
-checker compares it with the results of the usual mistakes (computed here, in float64) and names the one
+The answer is compared with :func:`reference_cosine_betas`, written out here in float64 independently of
+:mod:`ddpm_lib.schedules`; when it is wrong, the checker compares it with the results of the usual
+mistakes (computed here, in float64) and names the one
 it matches.
 """
 
@@ -19,8 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ddpm_lib.exercises import ExerciseError, call_student, check_tensor, passed
-from ddpm_lib.schedules import make_schedule
+from ddpm_lib.exercises import ExerciseError, call_student, check_tensor, exercise, passed
 
 __all__ = ["check_cosine_schedule"]
 
@@ -29,6 +29,13 @@ NAME = "cosine schedule"
 
 def _f(tau, s):
     return np.cos((tau + s) / (1 + s) * math.pi / 2) ** 2
+
+
+def reference_cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal's cosine betas (eq. 17), written out point by point in float64 (shape (T,))."""
+    T = num_timesteps
+    f = [math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2 for t in range(T + 1)]
+    return torch.tensor([min(1.0 - f[t + 1] / f[t], max_beta) for t in range(T)], dtype=torch.float64)
 
 
 def _betas_from(alpha_bar_at, T, max_beta, clip=True):
@@ -117,8 +124,9 @@ def _as_tensor(name: str, got) -> torch.Tensor:
     return got.detach().cpu().double()
 
 
+@exercise(reference=reference_cosine_betas)
 def check_cosine_schedule(fn: Callable) -> None:
-    """Check ``fn(num_timesteps, s=..., max_beta=...)`` against ddpm_lib's cosine schedule for several T, s, max_beta."""
+    """Check ``fn(num_timesteps, s=..., max_beta=...)`` against the reference cosine schedule for several T, s, max_beta."""
     cases = [(1000, 0.008, 0.999), (10, 0.008, 0.999), (100, 0.008, 0.999), (50, 0.02, 0.999), (20, 0.008, 0.5), (1, 0.008, 0.999)]
     single = False
     for T, s, max_beta in cases:
@@ -128,15 +136,14 @@ def check_cosine_schedule(fn: Callable) -> None:
         single = single or _is_single_precision(raw)
         atol, rtol = (1e-4, 1e-4) if _is_single_precision(raw) else (2e-6, 1e-5)
         got = _as_tensor(NAME, raw)
-        expected = make_schedule("cosine", T, s=s, max_beta=max_beta).betas.double()
+        expected = reference_cosine_betas(T, s=s, max_beta=max_beta)
         if tuple(got.shape) != (T,):
             extra = " (T + 1 values: use t = 0..T-1 for the betas; alpha_bar needs the T + 1 points t = 0..T)" if got.numel() == T + 1 else ""
             raise ExerciseError(f"{NAME}: expected {T} betas of shape ({T},) for {desc}, got shape {tuple(got.shape)}{extra}.")
-        # the library stores float32: compare with a float32-sized tolerance
         if torch.isfinite(got).all() and not torch.allclose(got, expected, atol=atol, rtol=rtol):
-            if s != 0.008 and torch.allclose(got, make_schedule("cosine", T, max_beta=max_beta).betas.double(), atol=atol, rtol=rtol):
+            if s != 0.008 and torch.allclose(got, reference_cosine_betas(T, max_beta=max_beta), atol=atol, rtol=rtol):
                 raise ExerciseError(f"{NAME}: wrong values for {desc}. Hint: use the argument `s`, not a fixed 0.008.")
-            if max_beta != 0.999 and torch.allclose(got, make_schedule("cosine", T, s=s).betas.double(), atol=atol, rtol=rtol):
+            if max_beta != 0.999 and torch.allclose(got, reference_cosine_betas(T, s=s), atol=atol, rtol=rtol):
                 raise ExerciseError(f"{NAME}: wrong values for {desc}. Hint: clip at the argument `max_beta`, not a fixed 0.999.")
             for hint, wrong in _mistakes(T, s, max_beta):
                 w = torch.from_numpy(np.asarray(wrong, dtype=np.float64))

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ddpm_lib.exercises import ExerciseError, call_student, passed
+from ddpm_lib.exercises import ExerciseError, call_student, exercise, passed
 
 __all__ = ["check_diffusion_loss", "check_ema_update", "check_ema_warmup"]
 
@@ -83,6 +83,27 @@ def _loss_variants(model, x0, noise, t, alpha_bars):
     del T
 
 
+def reference_diffusion_loss(model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                             alpha_bars: torch.Tensor) -> torch.Tensor:
+    """mean((noise - model(x_t, t))^2) with x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise (Ho et al. eq. 14)."""
+    ab = alpha_bars.to(x0.device)[t.to(x0.device)].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    return ((noise - model(x_t, t)) ** 2).mean()
+
+
+def reference_ema_update(ema_params, params, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * param, in place, for every pair of tensors."""
+    with torch.no_grad():
+        for e, p in zip(ema_params, params):
+            e.copy_(decay * e + (1 - decay) * p.detach().to(e.dtype))
+
+
+def reference_ema_warmup(num_updates: int, decay: float) -> float:
+    """min(decay, (1 + n) / (10 + n)) (TensorFlow's ExponentialMovingAverage with num_updates)."""
+    return min(decay, (1.0 + num_updates) / (10.0 + num_updates))
+
+
+@exercise(reference=reference_diffusion_loss)
 def check_diffusion_loss(fn: Callable) -> None:
     """Check ``fn(model, x0, t, noise, alpha_bars)`` returns the simple DDPM loss as a scalar tensor with gradients."""
     name = "diffusion loss"
@@ -115,6 +136,7 @@ def check_diffusion_loss(fn: Callable) -> None:
     passed(name, "This is Algorithm 1 of Ho et al.; ddpm_lib.losses.training_loss adds the random t and noise.")
 
 
+@exercise(reference=reference_ema_update)
 def check_ema_update(fn: Callable) -> None:
     """Check ``fn(ema_params, params, decay)`` updates each EMA tensor in place: ema = decay * ema + (1 - decay) * p."""
     name = "EMA update"
@@ -149,21 +171,43 @@ def check_ema_update(fn: Callable) -> None:
     passed(name, "ddpm_lib.ema.EMA.update does the same for every weight of a model.")
 
 
+_WARMUP_CASES = [(0, 0.9999), (1, 0.9999), (10, 0.9999), (90, 0.99), (1000, 0.999), (10**6, 0.9999)]
+
+
+def _warmup_mistakes():
+    """(hint, formula) for the usual wrong warm-up rules, most specific first."""
+    yield ("you returned `decay` unchanged: there is no warm-up. Early on the decay must be SMALL, "
+           "(1 + n) / (10 + n) = 0.1 at n = 0, so the average forgets the random initial weights quickly: "
+           "return min(decay, (1 + n) / (10 + n))."), lambda n, d: d
+    yield ("the decay must never exceed `decay`: clip the warm-up with min(decay, (1 + n) / (10 + n))."), \
+        lambda n, d: (1.0 + n) / (10.0 + n)
+    yield ("you took max(decay, ...), which is `decay` from the start (no warm-up): the warm-up needs the "
+           "SMALLER of the two, min(decay, (1 + n) / (10 + n))."), lambda n, d: max(d, (1.0 + n) / (10.0 + n))
+
+
+@exercise(reference=reference_ema_warmup)
 def check_ema_warmup(fn: Callable) -> None:
-    """Check ``fn(num_updates, decay)`` returns min(decay, (1 + n) / (10 + n))."""
+    """Check ``fn(num_updates, decay)`` returns min(decay, (1 + n) / (10 + n)) for several n and decay."""
     name = "EMA warm-up decay"
-    for n, d in [(0, 0.9999), (1, 0.9999), (10, 0.9999), (90, 0.99), (1000, 0.999), (10**6, 0.9999)]:
-        got = call_student(name, fn, n, d)
-        want = min(d, (1.0 + n) / (10.0 + n))
+    got = []
+    for n, d in _WARMUP_CASES:
+        value = call_student(name, fn, n, d)
         try:
-            got_f = float(got)
+            got.append(float(value))
         except (TypeError, ValueError):
-            raise ExerciseError(f"{name}: return a number, got {type(got).__name__}.") from None
-        if not math.isclose(got_f, want, rel_tol=1e-9, abs_tol=1e-12):
-            if math.isclose(got_f, (1.0 + n) / (10.0 + n), rel_tol=1e-9):
-                raise ExerciseError(f"{name}: the decay must never exceed `decay`: take min(decay, (1 + n) / (10 + n)).")
-            if math.isclose(got_f, max(d, (1.0 + n) / (10.0 + n)), rel_tol=1e-9):
-                raise ExerciseError(f"{name}: use min(...), not max(...): early on the decay must be SMALL so the average "
-                                    "forgets the random initial weights quickly.")
-            raise ExerciseError(f"{name}: for n={n}, decay={d} expected {want:.6f}, got {got_f!r}.")
-    passed(name)
+            raise ExerciseError(f"{name}: return a number, got {type(value).__name__}.") from None
+
+    def same(formula) -> bool:
+        return all(math.isclose(g, formula(n, d), rel_tol=1e-9, abs_tol=1e-12) for g, (n, d) in zip(got, _WARMUP_CASES))
+
+    if same(reference_ema_warmup):
+        passed(name)
+        return
+    for hint, formula in _warmup_mistakes():
+        if same(formula):
+            raise ExerciseError(f"{name}: {hint}")
+    for g, (n, d) in zip(got, _WARMUP_CASES):
+        want = reference_ema_warmup(n, d)
+        if not math.isclose(g, want, rel_tol=1e-9, abs_tol=1e-12):
+            raise ExerciseError(f"{name}: for n={n}, decay={d} expected min(decay, (1 + n) / (10 + n)) = {want:.6f}, "
+                                f"got {g!r}.")

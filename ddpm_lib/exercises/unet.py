@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import ExerciseError, call_student, passed
+from . import ExerciseError, call_student, exercise, passed
 
 _NAME = "timestep_embedding"
 
@@ -38,6 +38,12 @@ def _reference(t: torch.Tensor, dim: int, *, denom: float | None = None, base: f
     return torch.stack([s, c], dim=2).reshape(len(t), dim)  # interleaved sin, cos, sin, cos, ...
 
 
+def reference_timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """The formula above as a float32 (B, dim) tensor on ``t``'s device."""
+    return _reference(t.cpu(), dim).to(device=t.device, dtype=torch.float32)
+
+
+@exercise(reference=reference_timestep_embedding)
 def check_timestep_embedding(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
     """Check ``fn(t, dim) -> (B, dim)`` float tensor (``t``: LongTensor ``(B,)``, ``dim`` even)."""
     t = torch.tensor([0, 1, 3, 10, 250, 999])
@@ -74,8 +80,9 @@ def _diagnose(got: torch.Tensor, t: torch.Tensor, dim: int) -> str:
                                 "(diffusers' flip_sin_to_cos=True gives your order; both work, but be consistent)."),
         (dict(order="interleaved"), "you interleaved sin and cos (sin, cos, sin, cos, ...) as in Vaswani et al.'s "
                                     "formula. Here the h sines come first, then the h cosines: torch.cat([sin, cos], dim=1)."),
-        (dict(denom=half - 1 if half > 1 else 1), "your exponent is -i/(h-1) (Ho et al.'s code). Use -i/h with h = dim // 2, "
-                                                  "i.e. 10000 ** (-2i/dim) as in Vaswani et al."),
+        (dict(denom=half - 1 if half > 1 else 1), "your exponent is -i/(h-1), as in Ho et al.'s TensorFlow code: a fine "
+                                                  "embedding too, but this exercise (and ddpm_lib, which the next cells compare "
+                                                  "with) uses Vaswani et al.'s -i/h with h = dim // 2, i.e. 10000 ** (-2i/dim)."),
         (dict(denom=dim), "your exponent is -i/dim: with h = dim // 2 frequencies it must be -i/h (= -2i/dim), "
                           "otherwise the slowest frequency is only 10000^(-1/2)."),
         (dict(base=math.e), "your frequencies use base e (exp(-i/h)); use 10000 ** (-i/h), i.e. exp(-log(10000) * i / h)."),
