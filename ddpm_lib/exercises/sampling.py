@@ -2,7 +2,9 @@
 
 - ``check_posterior_mean(fn)``: ``fn(x0, x_t, t, betas) -> mu-tilde_t`` (Ho et al. 2020, eq. 7).
 - ``check_ddpm_step(fn)``: ``fn(eps_hat, x_t, t, betas, z) -> x_{t-1}`` (eq. 11 plus sigma_t z, with
-  sigma_t^2 = beta-tilde_t, and no noise at t = 0).
+  sigma_t^2 = beta-tilde_t, and no noise at t = 0). Named mistakes: ``alpha_bars[t - 1]`` at t = 0 (the
+  negative index), dividing by sqrt(abar_t) instead of sqrt(alpha_t), both sign errors, noise at t = 0,
+  sigma_t^2 = beta_t, a missing square root, new noise drawn instead of ``z``.
 - ``check_ddim_step(fn)``: ``fn(eps_hat, x_t, alpha_bar_t, alpha_bar_prev) -> x_prev`` (Song et al. 2021,
   eq. 12 with eta = 0).
 - ``check_slerp(fn)``: ``fn(z0, z1, alpha) -> z`` spherical interpolation (Shoemake 1985).
@@ -68,7 +70,12 @@ def check_posterior_mean(fn: Callable) -> None:
         got = call_student(name, fn, x0.clone(), x_t.clone(), t, betas.clone())
         expected = reference_posterior_mean(x0, x_t, t, betas)
         b, ab_t, ab_prev = float(betas[t]), _ab(betas, t), _ab(betas, t - 1)
+        ab_last = _ab(betas, len(betas) - 1)  # what alpha_bars[t - 1] gives at t = 0: the LAST entry
         mistakes = [
+            ("At t = 0, alpha_bars[t - 1] is alpha_bars[-1]: Python's negative index picks the LAST entry. Use "
+             "abar_{-1} = 1 there (`alpha_bars[t - 1] if t > 0 else 1.0`).",
+             (math.sqrt(ab_last) * b / (1 - ab_t)) * x0 + (math.sqrt(1 - b) * (1 - ab_last) / (1 - ab_t)) * x_t
+             if t == 0 else x0 * float("nan")),
             ("The x_0 and x_t weights look swapped: x_0 gets sqrt(abar_{t-1}) beta_t / (1 - abar_t), "
              "x_t gets sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t).",
              (math.sqrt(1 - b) * (1 - ab_prev) / (1 - ab_t)) * x0 + (math.sqrt(ab_prev) * b / (1 - ab_t)) * x_t),
@@ -108,10 +115,29 @@ def check_ddpm_step(fn: Callable) -> None:
         x_t = torch.randn(4, 2, generator=g)
         z = torch.randn(4, 2, generator=g)
         got = call_student(name, fn, eps_hat.clone(), x_t.clone(), t, betas.clone(), z.clone())
+        again = call_student(name, fn, eps_hat.clone(), x_t.clone(), t, betas.clone(), z.clone())
+        if isinstance(got, torch.Tensor) and isinstance(again, torch.Tensor) and got.shape == again.shape \
+                and not torch.equal(got, again):
+            raise ExerciseError(f"{name}: two calls with the same inputs gave different results (t = {t}). Use the "
+                                "noise `z` that is passed in; don't draw new noise inside the step.")
         expected = reference_ddpm_step(eps_hat, x_t, t, betas, z)
         b, ab_t, ab_prev = float(betas[t]), _ab(betas, t), _ab(betas, t - 1)
         mean = (x_t - b / math.sqrt(1 - ab_t) * eps_hat) / math.sqrt(1 - b)
+        noise_term = expected - mean  # sigma_t z (0 at t = 0)
+        nan = mean * float("nan")
+        ab_last = _ab(betas, len(betas) - 1)  # what alpha_bars[t - 1] gives at t = 0: the LAST entry
         mistakes = [
+            ("At t = 0, alpha_bars[t - 1] is alpha_bars[-1]: Python's negative index picks the LAST entry, not "
+             "abar_{-1} = 1. And the last step adds no noise at all: at t = 0 return the mean.",
+             mean + math.sqrt((1 - ab_last) / (1 - ab_t) * b) * z if t == 0 else nan),
+            ("Divide by sqrt(alpha_t) = sqrt(1 - beta_t), the one-step factor, not by sqrt(abar_t) (eq. 11: "
+             "mu = (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t)).",
+             (x_t - b / math.sqrt(1 - ab_t) * eps_hat) / math.sqrt(ab_t) + noise_term),
+            ("Sign: SUBTRACT the predicted noise, x_t - beta_t / sqrt(1 - abar_t) eps-hat (eq. 11).",
+             (x_t + b / math.sqrt(1 - ab_t) * eps_hat) / math.sqrt(1 - b) + noise_term),
+            ("Sign: ADD the noise term, mean + sigma_t z (Ho et al. alg. 2).", mean - noise_term if t > 0 else nan),
+            ("Multiply by sqrt(alpha_t)? Eq. 11 DIVIDES the bracket by sqrt(alpha_t).",
+             (x_t - b / math.sqrt(1 - ab_t) * eps_hat) * math.sqrt(1 - b) + noise_term),
             ("At t = 0 (the last step) add no noise: return the mean itself (Ho et al. alg. 2, z = 0 when t = 1).",
              mean + math.sqrt(b) * z if t == 0 else mean * float("nan")),
             ("The noise scale here is sigma_t = sqrt(beta-tilde_t) = sqrt((1 - abar_{t-1}) / (1 - abar_t) beta_t), "

@@ -6,6 +6,11 @@
 - ``check_ema_update(fn)``: ``fn(ema_params, params, decay) -> None``, updating every EMA tensor in place:
   ema <- decay * ema + (1 - decay) * param.
 - ``check_ema_warmup(fn)``: ``fn(num_updates, decay) -> float``, the warm-up decay min(decay, (1 + n) / (10 + n)).
+- ``check_train_step(fn)``: ``fn(model, opt, x0, alpha_bars, generator) -> float``, one step of Algorithm 1:
+  t ~ U{0..T-1} per image, then noise ~ N(0, I), both from ``generator``; the loss; zero_grad, backward,
+  step. Two steps on a probe model with SGD are compared with the reference's; named mistakes: no
+  zero_grad (gradients pile up), randint's exclusive upper bound (T - 1), one t for the whole batch, the
+  global RNG instead of ``generator``, the weights never updated, a tensor returned instead of a float.
 
 The references are written here, in float64 loops, independently of :mod:`ddpm_lib.losses` and
 :mod:`ddpm_lib.ema`; a wrong answer is compared with the usual mistakes, and the matching one is named.
@@ -21,7 +26,7 @@ from torch import nn
 
 from ddpm_lib.exercises import ExerciseError, call_student, exercise, passed
 
-__all__ = ["check_diffusion_loss", "check_ema_update", "check_ema_warmup"]
+__all__ = ["check_diffusion_loss", "check_ema_update", "check_ema_warmup", "check_train_step"]
 
 
 class _ProbeModel(nn.Module):
@@ -211,3 +216,115 @@ def check_ema_warmup(fn: Callable) -> None:
         if not math.isclose(g, want, rel_tol=1e-9, abs_tol=1e-12):
             raise ExerciseError(f"{name}: for n={n}, decay={d} expected min(decay, (1 + n) / (10 + n)) = {want:.6f}, "
                                 f"got {g!r}.")
+
+
+# --- one training step ----------------------------------------------------------------------------
+
+
+def _draw_t_noise(x0: torch.Tensor, T: int, generator: torch.Generator, t_high: int | None = None,
+                  one_t: bool = False, noise_first: bool = False):
+    """t ~ U{0..t_high-1} (B,) and noise ~ N(0, I) like x0, drawn from ``generator`` in the given order."""
+    shape_t = (1,) if one_t else (x0.shape[0],)
+    high = T if t_high is None else t_high
+    if noise_first:
+        noise = torch.randn(x0.shape, generator=generator)
+        t = torch.randint(0, high, shape_t, generator=generator)
+    else:
+        t = torch.randint(0, high, shape_t, generator=generator)
+        noise = torch.randn(x0.shape, generator=generator)
+    return t.expand(x0.shape[0]).to(x0.device), noise.to(x0.device, x0.dtype)
+
+
+def _simple_loss(model, x0, t, noise, alpha_bars) -> torch.Tensor:
+    """Ho et al. eq. 14 for one batch, written out: mean over images and pixels of (noise - eps-hat)^2."""
+    ab = alpha_bars.to(x0.device)[t].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+    return ((noise - model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)) ** 2).mean()
+
+
+def reference_train_step(model, opt, x0: torch.Tensor, alpha_bars: torch.Tensor, generator: torch.Generator) -> float:
+    """One step of Ho et al.'s Algorithm 1: draw t ~ U{0..T-1} (B,), then noise ~ N(0, I) like x0, both from
+    ``generator``; loss = eq. 14; zero the gradients, backpropagate, step. Returns the loss (a float)."""
+    t, noise = _draw_t_noise(x0, alpha_bars.shape[0], generator)
+    loss = _simple_loss(model, x0, t, noise, alpha_bars)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def _run_steps(step, seed: int, steps: int = 2):
+    """Run ``step`` ``steps`` times on a fresh probe model with SGD; return (losses, final parameters)."""
+    x0, _, _, alpha_bars = _probe_inputs(seed)
+    model = _ProbeModel(alpha_bars.shape[0])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    losses = [step(model, opt, x0.clone(), alpha_bars.clone(), gen) for _ in range(steps)]
+    return losses, torch.stack([p.detach().clone() for p in model.parameters()])
+
+
+def _variant_step(*, t_high_minus: int = 0, one_t: bool = False, noise_first: bool = False, zero_grad: bool = True):
+    def step(model, opt, x0, alpha_bars, generator):
+        T = alpha_bars.shape[0]
+        t, noise = _draw_t_noise(x0, T, generator, t_high=T - t_high_minus, one_t=one_t, noise_first=noise_first)
+        loss = _simple_loss(model, x0, t, noise, alpha_bars)
+        if zero_grad:
+            opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+    return step
+
+
+@exercise(reference=reference_train_step)
+def check_train_step(fn: Callable) -> None:
+    """Check ``fn(model, opt, x0, alpha_bars, generator) -> float``: two steps of Algorithm 1 on a probe model."""
+    name = "train_step"
+
+    def student(model, opt, x0, alpha_bars, gen):
+        out = call_student(name, fn, model, opt, x0, alpha_bars, gen)
+        if isinstance(out, torch.Tensor):
+            raise ExerciseError(f"{name}: return the loss as a Python float (loss.item()), not a tensor: a list of "
+                                "tensors would keep every step's graph alive.")
+        if out is None:
+            raise ExerciseError(f"{name}: return the loss value (loss.item()); you returned None.")
+        try:
+            return float(out)
+        except (TypeError, ValueError):
+            raise ExerciseError(f"{name}: return the loss as a float, got {type(out).__name__}.") from None
+
+    for seed in (0, 1):
+        got_losses, got_params = _run_steps(student, seed)
+        again_losses, again_params = _run_steps(student, seed)
+        if got_losses != again_losses or not torch.equal(got_params, again_params):
+            raise ExerciseError(f"{name}: two runs from the same generator seed differ. Draw t AND the noise from "
+                                "`generator` (torch.randint(0, T, (B,), generator=generator), torch.randn(x0.shape, "
+                                "generator=generator)), so that a run can be repeated exactly.")
+        _, start = _run_steps(lambda *a: 0.0, seed, steps=0)
+        if torch.equal(got_params, start):
+            raise ExerciseError(f"{name}: the weights did not change. After computing the loss call opt.zero_grad(), "
+                                "loss.backward() and opt.step().")
+
+        def same(step, seed=seed, got_losses=got_losses, got_params=got_params) -> bool:
+            losses, params = _run_steps(step, seed)
+            return all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7) for a, b in zip(got_losses, losses)) and \
+                torch.allclose(got_params, params, rtol=1e-5, atol=1e-7)
+
+        if same(reference_train_step) or same(_variant_step(noise_first=True)):
+            continue
+        mistakes = [
+            ("call opt.zero_grad() before loss.backward(): without it the gradients of earlier steps pile up "
+             "in .grad and the second step uses their sum.", _variant_step(zero_grad=False)),
+            ("torch.randint's upper bound is EXCLUSIVE: torch.randint(0, T, ...) already gives 0..T-1; with T - 1 "
+             "the last timestep is never trained.", _variant_step(t_high_minus=1)),
+            ("draw one timestep per image (shape (B,)), not one for the whole batch: each batch should mix noise "
+             "levels.", _variant_step(one_t=True)),
+        ]
+        for hint, step in mistakes:
+            if same(step):
+                raise ExerciseError(f"{name}: {hint}")
+        raise ExerciseError(f"{name}: the losses or the weights after two steps differ from Algorithm 1's (losses "
+                            f"{[round(v, 6) for v in got_losses]}). Draw t = torch.randint(0, T, (B,), "
+                            "generator=generator) first, then noise = torch.randn(x0.shape, generator=generator); "
+                            "loss = diffusion_loss_mine(model, x0, t, noise, alpha_bars); opt.zero_grad(); "
+                            "loss.backward(); opt.step(); return loss.item().")
+    passed(name, "One step of Ho et al.'s Algorithm 1.")

@@ -52,6 +52,9 @@ def path(name: str) -> Path:
     """The verified file of starter model ``name`` (``PretrainedError`` if unknown, missing or corrupt)."""
     entries = registry()
     if name not in entries:
+        if not entries:  # a checkout whose weights have not been built yet (`make weights`)
+            raise PretrainedError(f"starter model {name!r}: no starter weights are registered in {HERE / 'registry.json'}; "
+                                  "run `make weights` or reinstall ddpm-course.")
         raise PretrainedError(f"unknown starter model {name!r}: choose one of {', '.join(names())} "
                               f"(e.g. --ckpt {PREFIX}{names()[0]}).")
     entry = entries[name]
