@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .runs import load_checkpoint, save_checkpoint
 
 FORMAT = "ddpm_lib.classifier/1"
 

@@ -10,7 +10,8 @@
 Every :class:`~ddpm_lib.train_config.TrainConfig` field is an option (``--batch-size 64`` or
 ``--batch_size 64``; ``--unet '{"dropout": 0.0}'`` for a dict; ``none`` for an optional value; a bare
 ``--resume`` means true). Data come from ``DDPM_DATA_DIR``. Bad arguments print ONE line and exit
-with status 2; a non-finite loss exits with status 1.
+with status 2; a non-finite loss or a full disk exit with status 1 (one line naming the last good
+checkpoint); Ctrl-C (SIGINT) or SIGTERM save ``latest.pt`` at the current step and exit with 130 / 143.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+
+from ddpm_lib.samplers import SAMPLER_NAMES
 
 PROG = "python -m ddpm_lib"
 
@@ -85,9 +88,13 @@ def build_train_config(args: argparse.Namespace):
         if not path.is_file():
             raise CLIError(f"--config: no such file {path}")
         try:
-            values.update(json.loads(path.read_text()))
-        except json.JSONDecodeError as e:
+            loaded = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CLIError(f"--config: {path} is not valid JSON ({e})") from None
+        if not isinstance(loaded, dict):
+            raise CLIError(f"--config: {path} holds a JSON {type(loaded).__name__}, not an object of TrainConfig fields "
+                           "(e.g. a run's config.json)")
+        values.update(loaded)
     for name in (f.name for f in dataclasses.fields(TrainConfig)):
         if hasattr(args, name):
             try:
@@ -101,29 +108,77 @@ def build_train_config(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import os
+
     from ddpm_lib import distributed as dist_utils
-    from ddpm_lib.trainer import NonFiniteLossError, Trainer
+    from ddpm_lib.runs import NoSpaceError, RunFolder
+    from ddpm_lib.settings import seed_everything
+    from ddpm_lib.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
     cfg = build_train_config(args)
+    if cfg.device is not None:
+        check_device(cfg.device, "--device")
+    seed_everything(cfg.seed + 100_003 * int(os.environ.get("RANK", "0")))  # each process its own noise
     try:
         trainer = Trainer(cfg)
     except (ValueError, FileNotFoundError) as e:  # includes DatasetNotFoundError, CheckpointMismatchError
         raise CLIError(str(e)) from None
     try:
         result = trainer.fit()
+    except (ValueError, FileNotFoundError) as e:  # RunError (resume refused, folder locked), data errors
+        raise CLIError(str(e)) from None
     except NonFiniteLossError as e:
-        sys.stderr.write(f"{PROG} train: error: {e}\n")
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG} train: interrupted at step {trainer.step}; continue with --resume "
-                         f"(from {trainer.run_dir / 'latest.pt'})\n")
-        return 130
+        return _fail(f"{PROG} train: error: {e}", 1)
+    except NoSpaceError as e:
+        return _fail(f"{PROG} train: error: {e}", 1)
+    except TrainingInterrupted as e:
+        return _fail(f"{PROG} train: stopped by {e.signal_name} at step {e.step}; saved {e.checkpoint}; continue "
+                     f"with the same command and --resume", 130 if e.signal_name == "SIGINT" else 143)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        good = RunFolder(cfg.out_dir).last_good_checkpoint()
+        kept = f"the last good checkpoint is {good} (continue with --resume)" if good else "no checkpoint was saved"
+        return _fail(f"{PROG} train: interrupted at step {trainer.step} without saving; {kept}", 130)
     finally:
         dist_utils.cleanup(trainer.dist)
     if trainer.dist.is_main:
         print(f"done: {result['step']} steps ({result['stopped']}), smoothed loss {result['smoothed_loss']:.4f}; "
-              f"checkpoints and metrics.csv in {trainer.run_dir}")
+              f"checkpoints and metrics.csv in {trainer.run.path}")
     return 0
+
+
+def _fail(line: str, code: int) -> int:
+    sys.stderr.write(" ".join(line.split()) + "\n")
+    return code
+
+
+def check_device(name: str, option: str = "--device"):
+    """``torch.device(name)``, or a CLIError when it is not a device name or not present here."""
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"{option}: {name!r} is not a device name: use cpu, cuda, cuda:1 or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"{option} {name}: no CUDA GPU is available here: use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise CLIError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CLIError(f"{option} {name}: Apple's mps is not available here: use --device cpu")
+    return dev
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan`` and ``inf`` are refused)."""
+    import math
+
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return x
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -136,15 +191,15 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True,
                    help="checkpoint file (final.pt, best.pt, latest.pt), or pretrained:fashion_mnist / pretrained:cifar10")
     p.add_argument("--num", type=int, default=64, help="number of images (default 64)")
-    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++"], help="sampler (default ddim)")
+    p.add_argument("--sampler", default="ddim", choices=SAMPLER_NAMES, help="sampler (default ddim)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50; ddpm: 0 = all T)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
+    p.add_argument("--eta", type=finite_float, default=0.0, help="DDIM eta (0: deterministic)")
     p.add_argument("--out", default="samples.png", help="grid PNG to write (default samples.png)")
     p.add_argument("--out-dir", default=None, help="also write every image as its own PNG into this folder")
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square)")
     p.add_argument("--class", dest="class_label", type=int, default=None,
                    help="class label for a class-conditional model (default: all classes in turn)")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 1)")
+    p.add_argument("--guidance", type=finite_float, default=None, help="classifier-free guidance scale (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
     p.add_argument("--batch", type=int, default=256, help="images per sampling batch (default 256)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
@@ -158,8 +213,8 @@ def run_sample(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ddpm_lib.checkpoint import load_model_from_checkpoint
-    from ddpm_lib.samplers import sample
+    from ddpm_lib.runs import load_model_from_checkpoint
+    from ddpm_lib.samplers import sample_batched
     from ddpm_lib.viz import save_grid, to_uint8
 
     for name in ("num", "batch"):
@@ -169,6 +224,10 @@ def run_sample(args: argparse.Namespace) -> int:
         raise CLIError(f"--steps must be >= 1 (0 means all T steps, only with --sampler ddpm), got {args.steps}")
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    if args.nrow is not None and args.nrow < 1:
+        raise CLIError(f"--nrow must be >= 1, got {args.nrow}")
+    if args.device is not None:
+        check_device(args.device)
     try:
         model, schedule, cfg = load_model_from_checkpoint(args.ckpt, use_ema=not args.no_ema, device=args.device)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
@@ -181,22 +240,15 @@ def run_sample(args: argparse.Namespace) -> int:
             raise CLIError(f"--class must lie in 0..{null - 1}, got {args.class_label}")
     if args.guidance is not None and null is None:
         raise CLIError("--guidance: this model is unconditional, classifier-free guidance needs a class-conditional one")
-    steps = None if args.steps == 0 else args.steps
-    gen = torch.Generator().manual_seed(args.seed)
+    labels = None
+    if null is not None:
+        labels = torch.full((args.num,), args.class_label) if args.class_label is not None else torch.arange(args.num) % null
     c, s = model.config.in_channels, model.config.image_size
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, args.num, args.batch):
-        n = min(args.batch, args.num - start)
-        labels = None
-        if null is not None:
-            labels = (torch.full((n,), args.class_label) if args.class_label is not None
-                      else torch.arange(start, start + n) % null).to(device)
-        x = sample(model, schedule, (n, c, s, s), sampler=args.sampler, num_steps=steps, eta=args.eta, generator=gen,
-                   labels=labels, guidance_scale=1.0 if args.guidance is None else args.guidance,
-                   prediction_type=cfg.prediction_type, progress=True, device=device)
-        out.append(x.float().cpu())
-    x = torch.cat(out)
+    x = sample_batched(model, schedule, args.num, (c, s, s), batch_size=args.batch, labels=labels,
+                       generator=torch.Generator().manual_seed(args.seed), sampler=args.sampler,
+                       num_steps=None if args.steps == 0 else args.steps, eta=args.eta,
+                       guidance_scale=1.0 if args.guidance is None else args.guidance,
+                       prediction_type=cfg.prediction_type, progress=True)
     nrow = args.nrow or int(math.ceil(math.sqrt(args.num)))
     path = save_grid(x, args.out, nrow=nrow)
     print(f"wrote {args.num} samples to {path}")
@@ -233,16 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; user errors print one line (naming the option or file and the fix), exit 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         rc = args.func(args)
     except CLIError as e:
-        msg = " ".join(str(e).split())  # one line
-        sys.stderr.write(f"{PROG} {args.command}: error: {msg}\n")
-        return 2
-    except (FileNotFoundError, ValueError) as e:  # e.g. from evaluate: still one line
-        msg = " ".join(str(e).split())
-        sys.stderr.write(f"{PROG} {args.command}: error: {type(e).__name__}: {msg}\n")
-        return 2
+        return _fail(f"{PROG} {args.command}: error: {e}", 2)
+    except (OSError, ValueError) as e:  # e.g. from evaluate, or an --out that cannot be written: still one line
+        return _fail(f"{PROG} {args.command}: error: {type(e).__name__}: {_last_line(e)}", 2)
     return rc if isinstance(rc, int) else 0
+
+
+def _last_line(e: BaseException) -> str:
+    """The message of ``e``; for an error re-raised by a DataLoader worker, its last line (the original message)."""
+    text = str(e)
+    if "Original Traceback" in text:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        return lines[-1].split(": ", 1)[-1] if lines else text
+    return text

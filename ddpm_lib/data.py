@@ -59,9 +59,9 @@ from ddpm_lib.image_datasets import (
     load_npy_dataset,
     read_array_file,
 )
+from ddpm_lib.runs import atomic_write
 from ddpm_lib.standins import (
     CIFAR10_CLASSES,
-    atomic_write_bytes,
     write_cifar10_standin,
     write_fashion_mnist_standin,
     write_idx,
@@ -351,7 +351,7 @@ def _find_real(name: str, data_dir: Path) -> tuple[Path, str] | None:
             try:
                 for f in FASHION_MNIST_FILES:
                     if not (raw / f).is_file():
-                        atomic_write_bytes(raw / f, gzip.decompress((raw / f"{f}.gz").read_bytes()))
+                        atomic_write(raw / f, gzip.decompress((raw / f"{f}.gz").read_bytes()))
                 return raw, "idx files"
             except OSError:
                 return None
@@ -506,7 +506,7 @@ def _ensure_standin(name: str, data_dir: Path) -> Path:
                 write_fashion_mnist_standin(base, _STANDIN_FMNIST["train"], _STANDIN_FMNIST["test"])
             else:
                 write_cifar10_standin(base, _STANDIN_CIFAR_PER_CLASS["train"], _STANDIN_CIFAR_PER_CLASS["test"])
-            atomic_write_bytes(stamp, stamp_text.encode())
+            atomic_write(stamp, stamp_text.encode())
             return base
         except OSError:
             continue

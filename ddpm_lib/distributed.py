@@ -101,3 +101,36 @@ def cleanup(info: DistInfo) -> None:
     """Leave the process group (call at the end of a torchrun launch)."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's ``obj`` (a small picklable value) in every process."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def rank_weight_hashes(model: torch.nn.Module, info: DistInfo, run_dir) -> list[str]:
+    """SHA-256 of the weights in every process (identical when DDP kept them in sync); rank 0 writes them
+    with the world size and backend to ``run_dir/distributed.json``."""
+    import json
+    from pathlib import Path
+
+    from ddpm_lib.runs import atomic_write, sha256_of_weights
+
+    hashes = all_gather_objects(sha256_of_weights(model.state_dict()), info)
+    if info.is_main:
+        atomic_write(Path(run_dir) / "distributed.json", json.dumps(
+            {"world_size": info.world_size, "backend": info.backend, "weight_sha256": hashes}, indent=2))
+    return hashes
+
+
+def any_process(flag: bool, info: DistInfo, device: torch.device | None = None) -> bool:
+    """True in every process when ``flag`` is true in at least one (e.g. a stop signal that reached only some)."""
+    if not info.enabled:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)

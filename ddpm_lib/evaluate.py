@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +30,7 @@ import torch
 
 from .features import compute_features
 from .metrics import fid_from_features, inception_score, kernel_inception_distance
+from .samplers import SAMPLER_NAMES
 
 
 def balanced_labels(num: int, num_classes: int) -> torch.Tensor:
@@ -54,25 +53,12 @@ def generate(
     progress: bool = False,
     prediction_type: str = "epsilon",
 ) -> torch.Tensor:
-    """``num`` samples (CPU, clamped to [-1, 1]) drawn in batches with :func:`ddpm_lib.samplers.sample`."""
-    from .samplers import sample
+    """``num`` samples (CPU, clamped to [-1, 1]) drawn in batches (:func:`ddpm_lib.samplers.sample_batched`)."""
+    from .samplers import sample_batched
 
-    if not isinstance(num, int) or num < 1:
-        raise ValueError(f"num must be a positive int, got {num!r}.")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch must be a positive int, got {batch_size!r}.")
-    if labels is not None and len(labels) != num:
-        raise ValueError(f"labels must have one entry per sample ({num}), got {len(labels)}.")
-    out = []
-    for start in range(0, num, batch_size):
-        b = min(batch_size, num - start)
-        lab = labels[start : start + b] if labels is not None else None
-        x = sample(
-            model, schedule, (b, *shape), sampler=sampler, num_steps=steps, generator=generator,
-            labels=lab, guidance_scale=guidance_scale, progress=progress, prediction_type=prediction_type,
-        )
-        out.append(x.clamp(-1, 1).cpu())
-    return torch.cat(out)
+    return sample_batched(model, schedule, num, shape, batch_size=batch_size, labels=labels, generator=generator,
+                          progress=progress, sampler=sampler, num_steps=steps, guidance_scale=guidance_scale,
+                          prediction_type=prediction_type)
 
 
 def metrics_from_features(
@@ -101,14 +87,6 @@ def metrics_from_features(
     return result
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def evaluate(
     ckpt: str | Path,
     num: int = 10_000,
@@ -129,13 +107,20 @@ def evaluate(
     progress: bool = False,
 ) -> dict:
     """Sample ``num`` images from the checkpoint and compare them with the test split; returns the report."""
-    from .checkpoint import load_model_from_checkpoint
     from .classifier import default_classifier_path, get_classifier
     from .data import load_dataset
+    from .runs import atomic_write, load_model_from_checkpoint
     from .settings import settings
 
     if features not in ("classifier", "inception"):
         raise ValueError(f"features must be 'classifier' or 'inception', got {features!r}.")
+    for name, value in (("num", num), ("batch", batch)):  # before minutes of feature extraction
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name} must be a positive int, got {value!r}.")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"--steps must be >= 1 (or 0 / None for all T with ddpm), got {steps!r}.")
+    if guidance is not None and not math.isfinite(guidance):
+        raise ValueError(f"--guidance must be a finite number, got {guidance!r}.")
     t_start = time.perf_counter()
     device = torch.device(device) if device is not None else settings.device
     model, schedule, cfg = load_model_from_checkpoint(ckpt, use_ema=use_ema, device=device)
@@ -197,7 +182,7 @@ def evaluate(
         "python": platform.python_version(),
     }
     if out is not None:
-        _write_json(Path(out), report)
+        atomic_write(Path(out), json.dumps(report, indent=2))
     return report
 
 
@@ -214,16 +199,18 @@ def format_report(r: dict) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from .cli import finite_float
+
     p.add_argument("--ckpt", required=True,
                    help="a Trainer checkpoint (final.pt, best.pt, latest.pt), or pretrained:fashion_mnist / pretrained:cifar10")
     p.add_argument("--num", type=int, default=10_000, help="number of samples (default 10000)")
-    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++"], help="sampler (default ddim)")
+    p.add_argument("--sampler", default="ddim", choices=SAMPLER_NAMES, help="sampler (default ddim)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (ddpm: default all T; pass 0 for all)")
     p.add_argument("--features", default="classifier", choices=["classifier", "inception"],
                    help="classifier: the course's small CNN, offline (default); inception: Inception-v3, as in papers")
     p.add_argument("--classifier", default=None, help="feature classifier file (default: runs/classifier-<dataset>/classifier.pt, trained if missing)")
     p.add_argument("--inception-weights", default=None, help="Inception-v3 weights file (default: data/fid_weights/...)")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (conditional models)")
+    p.add_argument("--guidance", type=finite_float, default=None, help="classifier-free guidance scale (conditional models)")
     p.add_argument("--batch", type=int, default=250, help="images per sampling and feature batch (default 250)")
     p.add_argument("--dataset", default=None, help="reference dataset (default: the checkpoint's)")
     p.add_argument("--data-root", default=None, help="folder of the reference dataset (default: DDPM_DATA_DIR)")
@@ -238,7 +225,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run_from_args(args: argparse.Namespace) -> dict:
     report = evaluate(
-        args.ckpt, num=args.num, sampler=args.sampler, steps=(args.steps or None), features=args.features,
+        args.ckpt, num=args.num, sampler=args.sampler, steps=(None if args.steps == 0 else args.steps), features=args.features,
         classifier=args.classifier, inception_weights=args.inception_weights, guidance=args.guidance,
         batch=args.batch, dataset=args.dataset, data_root=args.data_root, max_real=args.max_real,
         seed=args.seed, use_ema=not args.no_ema, device=args.device, out=args.out, progress=True,

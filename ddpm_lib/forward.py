@@ -3,14 +3,19 @@
 References: Ho et al. 2020 (arXiv:2006.11239) eq. 2, 4, 7, 15; Salimans & Ho 2022 (arXiv:2202.00512)
 sec. 4 and appendix D for the v-parameterisation.
 
-``t`` is always a LongTensor of shape (B,) holding indices in ``0..T-1`` (or a Python int, broadcast).
+``t`` is always a LongTensor of shape (B,) holding indices in ``0..T-1`` (or a Python int, broadcast),
+and always the last tensor argument: ``f(schedule, <tensors>, t)`` (as diffusers' ``add_noise(x0, noise, t)``).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
 import torch
 
-from ddpm_lib.schedules import NoiseSchedule
+if TYPE_CHECKING:
+    from ddpm_lib.schedules import NoiseSchedule
 
 PREDICTION_TYPES = ("epsilon", "x0", "v")
 
@@ -40,6 +45,23 @@ def q_step(schedule: NoiseSchedule, x_prev: torch.Tensor, noise: torch.Tensor, t
     return extract(schedule.alphas, t, x_prev).sqrt() * x_prev + extract(schedule.betas, t, x_prev).sqrt() * noise
 
 
+def posterior_coefficients(beta, alpha_bar_prev, one_minus_alpha_bar, one_minus_alpha_bar_prev):
+    """The scalars of q(x_prev | x_t, x_0) (eq. 6-7) between timestep t and the previous one visited:
+    ``(coef_x0, coef_xt, variance)`` with mu-tilde = coef_x0 x_0 + coef_xt x_t, where
+    ``beta = 1 - abar_t / abar_prev`` (Ho et al.'s beta_t when the previous timestep is t - 1)::
+
+        coef_x0 = sqrt(abar_prev) beta / (1 - abar_t)
+        coef_xt = sqrt(1 - beta) (1 - abar_prev) / (1 - abar_t)
+        variance = beta-tilde = (1 - abar_prev) / (1 - abar_t) beta
+
+    Floats or NumPy arrays (the schedule's tables and the samplers' strided steps both use it);
+    ``1 - abar`` is passed in so that callers can compute it without cancellation.
+    """
+    coef_x0 = np.sqrt(alpha_bar_prev) * beta / one_minus_alpha_bar
+    coef_xt = np.sqrt(1.0 - beta) * one_minus_alpha_bar_prev / one_minus_alpha_bar
+    return coef_x0, coef_xt, one_minus_alpha_bar_prev / one_minus_alpha_bar * beta
+
+
 def q_posterior(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int):
     """Mean and variance of q(x_{t-1} | x_t, x_0) (eq. 6-7): returns (mu-tilde, beta-tilde, log beta-tilde clipped)."""
     mean = extract(schedule.posterior_mean_coef1, t, x_t) * x0 + extract(schedule.posterior_mean_coef2, t, x_t) * x_t
@@ -48,17 +70,49 @@ def q_posterior(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t:
     return mean, var, log_var
 
 
-# --- conversions between parameterisations ----------------------------------------------------
+# --- conversions between parameterisations --------------------------------------------------
+# x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps (eq. 4) and v = sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans & Ho):
+# given x_t and any one of eps, x_0, v, the other two follow. eps_x0_from_output is the one copy of that
+# algebra; the functions below and the samplers (at a scalar alpha_bar) call it.
 
 
-def x0_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
+def eps_x0_from_output(output: torch.Tensor, x_t: torch.Tensor, sqrt_alpha_bar, sqrt_one_minus_alpha_bar,
+                       prediction_type: str = "epsilon"):
+    """(eps-hat, x0-hat) from a network output of any parameterisation, given sqrt(abar) and sqrt(1 - abar)
+    (floats, or tensors broadcasting against ``x_t``)."""
+    check_prediction_type(prediction_type)
+    sa, s1a = sqrt_alpha_bar, sqrt_one_minus_alpha_bar
+    if prediction_type == "epsilon":
+        return output, (x_t - s1a * output) / sa
+    if prediction_type == "x0":
+        return (x_t - sa * output) / s1a, output
+    return s1a * x_t + sa * output, sa * x_t - s1a * output
+
+
+def eps_and_x0(schedule: NoiseSchedule, x_t: torch.Tensor, output: torch.Tensor, t, prediction_type: str = "epsilon"):
+    """From a network output of any parameterisation at timestep ``t``, return (eps-hat, x0-hat)."""
+    sa, s1a = extract(schedule.sqrt_alpha_bars, t, x_t), extract(schedule.sqrt_one_minus_alpha_bars, t, x_t)
+    return eps_x0_from_output(output, x_t, sa, s1a, prediction_type)
+
+
+def x0_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
     """Invert eq. 4: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
-    return extract(schedule.sqrt_recip_alpha_bars, t, x_t) * x_t - extract(schedule.sqrt_recipm1_alpha_bars, t, x_t) * eps
+    return eps_and_x0(schedule, x_t, eps, t, "epsilon")[1]
 
 
-def eps_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t, x0: torch.Tensor) -> torch.Tensor:
+def eps_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, x0: torch.Tensor, t) -> torch.Tensor:
     """Invert eq. 4 the other way: eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)."""
-    return (extract(schedule.sqrt_recip_alpha_bars, t, x_t) * x_t - x0) / extract(schedule.sqrt_recipm1_alpha_bars, t, x_t)
+    return eps_and_x0(schedule, x_t, x0, t, "x0")[0]
+
+
+def x0_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, v: torch.Tensor, t) -> torch.Tensor:
+    """x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v."""
+    return eps_and_x0(schedule, x_t, v, t, "v")[1]
+
+
+def eps_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, v: torch.Tensor, t) -> torch.Tensor:
+    """eps = sqrt(1 - alpha_bar_t) x_t + sqrt(alpha_bar_t) v."""
+    return eps_and_x0(schedule, x_t, v, t, "v")[0]
 
 
 def v_from_eps_x0(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
@@ -66,30 +120,10 @@ def v_from_eps_x0(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor, 
     return extract(schedule.sqrt_alpha_bars, t, x0) * eps - extract(schedule.sqrt_one_minus_alpha_bars, t, x0) * x0
 
 
-def x0_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, t, v: torch.Tensor) -> torch.Tensor:
-    """x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v."""
-    return extract(schedule.sqrt_alpha_bars, t, x_t) * x_t - extract(schedule.sqrt_one_minus_alpha_bars, t, x_t) * v
-
-
-def eps_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, t, v: torch.Tensor) -> torch.Tensor:
-    """eps = sqrt(1 - alpha_bar_t) x_t + sqrt(alpha_bar_t) v."""
-    return extract(schedule.sqrt_one_minus_alpha_bars, t, x_t) * x_t + extract(schedule.sqrt_alpha_bars, t, x_t) * v
-
-
 def check_prediction_type(prediction_type: str) -> str:
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
     return prediction_type
-
-
-def eps_and_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t, output: torch.Tensor, prediction_type: str = "epsilon"):
-    """From a network output of any parameterisation, return (eps-hat, x0-hat)."""
-    check_prediction_type(prediction_type)
-    if prediction_type == "epsilon":
-        return output, x0_from_eps(schedule, x_t, t, output)
-    if prediction_type == "x0":
-        return eps_from_x0(schedule, x_t, t, output), output
-    return eps_from_v(schedule, x_t, t, output), x0_from_v(schedule, x_t, t, output)
 
 
 def training_target(schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t, prediction_type: str = "epsilon"):

@@ -157,8 +157,22 @@ class ArrayImageDataset(ImageDataset):
         return self._finish(x), self._label(j)
 
 
+class DatasetError(ValueError):
+    """A stored image or label is unusable: one line naming the file and the fix."""
+
+
+#: Folders of at most this many images are decoded completely when loaded; bigger ones image by image,
+#: each checked when first read (the error names the file either way).
+FULL_CHECK_LIMIT = 10_000
+
+
 class FolderImageDataset(ImageDataset):
-    """A ``torchvision.datasets.ImageFolder`` decoded on the fly, resized and centre-cropped."""
+    """A ``torchvision.datasets.ImageFolder`` decoded on the fly, resized and centre-cropped.
+
+    Every image is decoded once when the dataset is built if there are at most :data:`FULL_CHECK_LIMIT`,
+    so a broken file stops the run before training; in bigger folders a broken file raises
+    :class:`DatasetError` naming it when it is first read.
+    """
 
     def __init__(self, folder, *, info: DatasetInfo, image_size: int, hflip: bool = False,
                  indices: np.ndarray | None = None, source: str = "folder", synthetic: bool = False,
@@ -166,6 +180,20 @@ class FolderImageDataset(ImageDataset):
         super().__init__(info=info, image_size=image_size, hflip=hflip, indices=indices, source=source, synthetic=synthetic)
         self.folder = folder
         self.grayscale = grayscale
+        if len(folder.samples) <= FULL_CHECK_LIMIT:
+            for path, _ in folder.samples:
+                self._decode(path)
+
+    def _decode(self, path) -> torch.Tensor:
+        from PIL import Image, UnidentifiedImageError
+        from torchvision.transforms.functional import pil_to_tensor
+
+        try:
+            with Image.open(path) as im:
+                return pil_to_tensor(im.convert("L" if self.grayscale else "RGB"))
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+            raise DatasetError(f"{path}: cannot decode this image ({' '.join(str(e).split())}): replace or "
+                               "remove the file.") from None
 
     def _num_stored(self) -> int:
         return len(self.folder.samples)
@@ -174,15 +202,9 @@ class FolderImageDataset(ImageDataset):
         return int(self.folder.samples[j][1])
 
     def __getitem__(self, i: int):
-        from PIL import Image
-        from torchvision.transforms.functional import pil_to_tensor
-
         j = self._index(i)
         path, label = self.folder.samples[j]
-        with Image.open(path) as im:
-            im = im.convert("L" if self.grayscale else "RGB")
-            a = pil_to_tensor(im)
-        x = to_unit_range(a)
+        x = to_unit_range(self._decode(path))
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = _resize_square(x, self.image_size).clamp(-1.0, 1.0)
         return self._finish(x), int(label)
@@ -222,7 +244,12 @@ def read_array_file(path: Path):
     if not path.is_file():
         raise ValueError(f"load_dataset('npy'): root={str(path)!r} is not a file (expected a .npy or .npz file).")
     if path.suffix == ".npz":
-        with np.load(path) as z:
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise DatasetError(f"{path}: not a readable .npz file ({' '.join(str(e).split())}): save it with "
+                               "numpy.savez(path, images=..., labels=...).") from None
+        with z:
             keys = list(z.keys())
             img_key = next((k for k in ("images", "x", "X", "data") if k in keys), None)
             if img_key is None:
@@ -231,14 +258,25 @@ def read_array_file(path: Path):
             lab_key = next((k for k in ("labels", "y", "Y", "targets") if k in keys), None)
             labels = z[lab_key] if lab_key else None
     else:
-        images = np.load(path, mmap_mode="r", allow_pickle=False)
+        try:
+            images = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise DatasetError(f"{path}: not a readable .npy file ({' '.join(str(e).split())}): save the images "
+                               "with numpy.save(path, array).") from None
         labels = None
+    if images.ndim == 0 or images.shape[0] == 0:
+        raise DatasetError(f"{path}: holds no images (shape {tuple(images.shape)}): save an array of shape (N, H, W), "
+                           "(N, C, H, W) or (N, H, W, C) with N >= 1.")
     if labels is not None:
-        labels = np.asarray(labels).reshape(-1).astype(np.int64)
+        labels = np.asarray(labels).reshape(-1)
+        if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and np.all(np.isfinite(labels))
+                                                   and np.all(labels == np.round(labels))):
+            raise DatasetError(f"{path}: labels must be integers (class indices), got dtype {labels.dtype}.")
+        labels = labels.astype(np.int64)
         if len(labels) != images.shape[0]:
-            raise ValueError(f"{path}: {images.shape[0]} images but {len(labels)} labels.")
+            raise DatasetError(f"{path}: {images.shape[0]} images but {len(labels)} labels: give one label per image.")
         if len(labels) and labels.min() < 0:
-            raise ValueError(f"{path}: labels must be non-negative ints, found {labels.min()}.")
+            raise DatasetError(f"{path}: labels must be non-negative ints (class indices), found {labels.min()}.")
     return images, labels
 
 

@@ -10,6 +10,8 @@ draws the loss curve, and :class:`LiveLossPlot` redraws it during training in a 
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,29 +24,52 @@ if TYPE_CHECKING:
 METRIC_COLUMNS = ("step", "epoch", "loss", "smoothed_loss", "lr", "grad_norm", "img_per_s", "elapsed_s")
 
 
-def _write_metrics(path: Path, rows: list[dict], append: bool) -> None:
-    new = not append or not path.is_file()
-    with open(path, "w" if new else "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-        if new:
-            w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k, "") for k in METRIC_COLUMNS})
+def _csv_text(rows: list[dict], header: bool) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    if header:
+        w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, "") for k in METRIC_COLUMNS})
+    return buf.getvalue()
 
 
 def append_metrics(run_dir: str | os.PathLike, rows: list[dict]) -> None:
-    """Add ``rows`` (dicts keyed by :data:`METRIC_COLUMNS`) to ``run_dir/metrics.csv``, creating it if needed."""
-    _write_metrics(Path(run_dir) / "metrics.csv", rows, append=True)
+    """Add ``rows`` (dicts keyed by :data:`METRIC_COLUMNS`) to ``run_dir/metrics.csv``, creating it if needed.
+
+    A full disk raises :class:`ddpm_lib.runs.NoSpaceError`; a row cut short by it is dropped when the run resumes.
+    """
+    from ddpm_lib.runs import NoSpaceError
+
+    path = Path(run_dir) / "metrics.csv"
+    text = _csv_text(rows, header=not path.is_file())
+    try:
+        with open(path, "a", newline="") as f:
+            f.write(text)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise NoSpaceError(path) from None
+        raise
 
 
 def truncate_metrics(run_dir: str | os.PathLike, step: int) -> None:
-    """Drop the rows of ``run_dir/metrics.csv`` logged after optimizer step ``step`` (when resuming)."""
+    """Keep the rows of ``run_dir/metrics.csv`` up to optimizer step ``step`` (when resuming), atomically;
+    rows that do not parse (cut short by a crash) are dropped."""
+    from ddpm_lib.runs import atomic_write
+
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
         return
+    keep = []
     with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= step]
-    _write_metrics(path, rows, append=False)
+        for r in csv.DictReader(f):
+            try:
+                ok = None not in r.values() and int(float(r["step"])) <= step
+            except (TypeError, ValueError):
+                ok = False
+            if ok:
+                keep.append(r)
+    atomic_write(path, _csv_text(keep, header=True))
 
 
 def read_metrics(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:

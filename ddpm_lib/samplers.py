@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ddpm_lib import forward as F
 from ddpm_lib.forward import check_prediction_type
 from ddpm_lib.schedules import NoiseSchedule
 
@@ -92,22 +93,14 @@ def _draw_noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.
 def predict_eps_x0(
     model_output: torch.Tensor, x_t: torch.Tensor, alpha_bar: float, prediction_type: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(eps-hat, x0-hat) from a network output of any parameterisation, at one scalar ``alpha_bar``.
-
-    x_t = sqrt(a) x0 + sqrt(1-a) eps (Ho et al. eq. 4) and v = sqrt(a) eps - sqrt(1-a) x0 (Salimans & Ho 2022).
-    """
-    check_prediction_type(prediction_type)
+    """(eps-hat, x0-hat) from a network output of any parameterisation, at one scalar ``alpha_bar``
+    (:func:`ddpm_lib.forward.eps_x0_from_output`, after checking the shapes)."""
     if model_output.shape != x_t.shape:
         raise ValueError(
             f"model_output has shape {tuple(model_output.shape)} but x_t has shape {tuple(x_t.shape)}: the model "
             "must return a tensor shaped like its input."
         )
-    sa, s1a = math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
-    if prediction_type == "epsilon":
-        return model_output, (x_t - s1a * model_output) / sa
-    if prediction_type == "x0":
-        return (x_t - sa * model_output) / s1a, model_output
-    return s1a * x_t + sa * model_output, sa * x_t - s1a * model_output
+    return F.eps_x0_from_output(model_output, x_t, math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar), prediction_type)
 
 
 class _Sampler:
@@ -225,16 +218,15 @@ class DDPMSampler(_Sampler):
         prev = self._prev[t]
         ab_t, ab_prev = float(self._ab[t]), self.alpha_bar_prev(t)
         beta = self._beta_between(t)  # 1 - abar_t / abar_prev; = beta_t when consecutive timesteps are visited
-        one_m_ab, one_m_ab_prev = self._one_minus_ab(t), self._one_minus_ab(prev)
-        coef_x0 = math.sqrt(ab_prev) * beta / one_m_ab
-        coef_xt = math.sqrt(1.0 - beta) * one_m_ab_prev / one_m_ab
+        coef_x0, coef_xt, beta_tilde = F.posterior_coefficients(beta, ab_prev, self._one_minus_ab(t), self._one_minus_ab(prev))
         if prev < 0:
             var = 0.0
         elif self.variance == "fixed_small":
-            var = max(one_m_ab_prev / one_m_ab * beta, 1e-20)
+            var = max(beta_tilde, 1e-20)
         else:
             var = beta
-        return {"alpha_bar": ab_t, "alpha_bar_prev": ab_prev, "coef_x0": coef_x0, "coef_xt": coef_xt, "variance": var}
+        return {"alpha_bar": ab_t, "alpha_bar_prev": ab_prev, "coef_x0": float(coef_x0), "coef_xt": float(coef_xt),
+                "variance": float(var)}
 
     def step(self, model_output, t, x_t, generator=None, prediction_type="epsilon") -> torch.Tensor:
         c = self.coefficients(t)
@@ -537,3 +529,23 @@ def sample(
         if was_training is not None and hasattr(model, "train"):
             model.train(was_training)
     return (x, trajectory) if return_trajectory else x
+
+
+def sample_batched(model, schedule: NoiseSchedule, num: int, shape: Sequence[int], batch_size: int = 256,
+                   labels=None, generator: torch.Generator | None = None, progress: bool = False, **kwargs) -> torch.Tensor:
+    """``num`` samples of image shape ``shape`` drawn ``batch_size`` at a time with :func:`sample` (the
+    library's one batched-sampling loop); ``labels`` has one entry per sample. Returns them on the CPU,
+    clamped to [-1, 1]. Other keyword arguments go to :func:`sample`."""
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"num must be a positive int, got {num!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch size must be a positive int, got {batch_size!r}.")
+    if labels is not None and len(labels) != num:
+        raise ValueError(f"labels must have one entry per sample ({num}), got {len(labels)}.")
+    out = []
+    for start in range(0, num, batch_size):
+        b = min(batch_size, num - start)
+        lab = labels[start:start + b] if labels is not None else None
+        x = sample(model, schedule, (b, *shape), generator=generator, labels=lab, progress=progress, **kwargs)
+        out.append(x.float().clamp(-1, 1).cpu())
+    return torch.cat(out)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from ddpm_lib import forward
+
 SCHEDULE_NAMES = ("linear", "cosine", "sigmoid", "quadratic")
 
 
@@ -65,9 +67,7 @@ class NoiseSchedule:
         Same as :func:`ddpm_lib.forward.add_noise`; here so that ``schedule.add_noise(x0, noise, t)`` reads
         like diffusers' ``scheduler.add_noise``.
         """
-        from ddpm_lib.forward import add_noise
-
-        return add_noise(self, x0, noise, t)
+        return forward.add_noise(self, x0, noise, t)
 
     @classmethod
     def from_betas(cls, betas, name: str = "custom") -> NoiseSchedule:
@@ -85,11 +85,9 @@ class NoiseSchedule:
         alphas = 1.0 - b
         alpha_bars = np.cumprod(alphas)
         alpha_bars_prev = np.append(1.0, alpha_bars[:-1])
-        post_var = b * (1.0 - alpha_bars_prev) / (1.0 - alpha_bars)
+        coef1, coef2, post_var = forward.posterior_coefficients(b, alpha_bars_prev, 1.0 - alpha_bars, 1.0 - alpha_bars_prev)
         # log of the posterior variance, with the t=0 entry (0, log = -inf) replaced by t=1's, as Ho et al.'s code does
         post_log_var = np.log(np.append(post_var[1], post_var[1:])) if b.size > 1 else np.log(np.maximum(post_var, 1e-20))
-        coef1 = b * np.sqrt(alpha_bars_prev) / (1.0 - alpha_bars)
-        coef2 = (1.0 - alpha_bars_prev) * np.sqrt(alphas) / (1.0 - alpha_bars)
         snr = alpha_bars / (1.0 - alpha_bars)
 
         def f32(a):

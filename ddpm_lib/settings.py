@@ -222,10 +222,17 @@ settings: Settings = load_settings()
 
 
 def reload_settings() -> Settings:
-    """Re-read the environment (after changing ``os.environ`` in a notebook) and return the new settings."""
-    global settings
-    settings = load_settings()
-    return settings
+    """Re-read the environment (after changing ``os.environ`` in a notebook); returns the new settings.
+
+    ``settings`` is updated in place, so every ``from ddpm_lib.settings import settings`` made earlier
+    sees the new values too (the returned object is a separate snapshot).
+    """
+    import dataclasses
+
+    fresh = load_settings()
+    for f in dataclasses.fields(Settings):
+        object.__setattr__(settings, f.name, getattr(fresh, f.name))
+    return fresh
 
 
 def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generator:

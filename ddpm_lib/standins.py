@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ddpm_lib.runs import atomic_write
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
@@ -28,26 +29,11 @@ CIFAR10_CLASSES = (
 )  # fmt: skip
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a uint8 array in the idx format of (Fashion-)MNIST: magic 0x0000 08 <ndim>, big-endian dims, bytes."""
     a = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, a.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in a.shape)
-    atomic_write_bytes(Path(path), header + a.tobytes())
+    atomic_write(Path(path), header + a.tobytes())
 
 
 def _garment(cls: int, rng: np.random.Generator) -> np.ndarray:
@@ -224,7 +210,7 @@ def write_cifar10_standin(data_dir: str | os.PathLike, per_class_train: int = 64
             for k in range(per_class):
                 buf = io.BytesIO()
                 _shape_image(c, rng).save(buf, format="PNG")
-                atomic_write_bytes(folder / f"{k:04d}.png", buf.getvalue())
+                atomic_write(folder / f"{k:04d}.png", buf.getvalue())
             keep = {f"{k:04d}.png" for k in range(per_class)}
             for extra in folder.glob("*.png"):  # left by an earlier, larger stand-in
                 if extra.name not in keep:

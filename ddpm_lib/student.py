@@ -25,6 +25,8 @@ import os
 import sys
 from pathlib import Path
 
+from ddpm_lib.runs import atomic_write
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("your code here")'
@@ -110,11 +112,7 @@ def write_student_copies(sources: list[str | os.PathLike], out_dir: str | os.Pat
     report = {}
     for f, nb, n in copies:
         target = out / f.name
-        tmp = target.with_name(f".{target.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(nb, fh, indent=1, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, target)
+        atomic_write(target, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         report[f.name] = n
     return report
 

@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ddpm_lib.data import NAMES as DATASET_NAMES
 from ddpm_lib.forward import PREDICTION_TYPES
 from ddpm_lib.losses import LOSS_TYPES
+from ddpm_lib.samplers import SAMPLER_NAMES
 from ddpm_lib.schedules import SCHEDULE_NAMES
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
@@ -109,6 +111,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not _type_ok(value, tp):
                 raise ValueError(f"TrainConfig.{name} must be {_type_name(tp)}, got {value!r}.")
+            if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+                raise ValueError(f"TrainConfig.{name} must be a finite number, got {value!r}.")
             if isinstance(value, int) and not isinstance(value, bool) and _allows(tp, float):
                 setattr(self, name, float(value))
 
@@ -124,7 +128,7 @@ class TrainConfig:
         choice("loss_type", LOSS_TYPES)
         choice("mixed_precision", MIXED_PRECISION)
         choice("lr_decay", LR_DECAYS)
-        choice("sampler", ("ddpm", "ddim", "dpm++"))
+        choice("sampler", SAMPLER_NAMES)
         from ddpm_lib.unet import PRESETS
 
         choice("preset", sorted(PRESETS))
@@ -160,8 +164,7 @@ class TrainConfig:
             bad("early_stopping_min_delta", "must be >= 0.")
         if self.batch_size % self.grad_accum:
             bad("batch_size", f"must be divisible by grad_accum={self.grad_accum} (images per optimizer step).")
-        if self.dataset not in ("fashion_mnist", "cifar10", "folder", "npy"):
-            bad("dataset", "choose one of fashion_mnist, cifar10, folder, npy.")
+        choice("dataset", DATASET_NAMES)
         if self.dataset in ("folder", "npy") and not self.data_root:
             bad("data_root", f"dataset={self.dataset!r} needs data_root (the image folder or the .npy/.npz file).")
         from ddpm_lib.unet import UNetConfig
@@ -389,3 +392,62 @@ FIELD_HELP: dict[str, str] = {
     "num_workers": "DataLoader worker processes (0: load in the training process)",
     "device": "cpu, cuda, cuda:1 or mps (default: the best available)",
 }
+
+
+# what a config builds: the training dataset and the model
+
+
+def load_train_dataset(config: TrainConfig):
+    """The training split of ``config.dataset`` at the model's image size (checked when loaded, see ddpm_lib.data)."""
+    from ddpm_lib.data import load_dataset
+    from ddpm_lib.unet import PRESETS
+
+    size = int(config.unet.get("image_size", PRESETS[config.preset].image_size))
+    return load_dataset(config.dataset, train=True, image_size=size, root=config.data_root, hflip=config.hflip,
+                        max_items=config.max_items)
+
+
+def dataset_num_classes(config: TrainConfig, dataset) -> int:
+    info = getattr(dataset, "info", None)
+    if info is not None and getattr(info, "num_classes", None):
+        return int(info.num_classes)
+    from ddpm_lib.data import dataset_info
+
+    return int(dataset_info(config.dataset).num_classes)
+
+
+def build_model(config: TrainConfig, dataset):
+    """The UNet of ``config.preset`` with ``config.unet`` overrides (``num_classes`` from the dataset when
+    ``class_conditional``)."""
+    from ddpm_lib.unet import UNet
+
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in config.unet.items()}
+    if config.class_conditional and "num_classes" not in overrides:
+        overrides["num_classes"] = dataset_num_classes(config, dataset)
+    return UNet.from_preset(config.preset, **overrides)
+
+
+def image_shape(dataset) -> tuple[int, ...]:
+    """(C, H, W) of the dataset's first image (reading it, so a broken dataset fails before training)."""
+    first = dataset[0]
+    return tuple((first[0] if isinstance(first, (tuple, list)) else first).shape)
+
+
+def check_model_fits_data(config: TrainConfig, model, dataset, shape: tuple[int, ...]) -> None:
+    """Check the model takes images of ``shape`` (C, H, W) and, for a class-conditional run, the labels."""
+    c, h, w = shape
+    mcfg = getattr(model, "config", None)
+    if mcfg is not None and hasattr(mcfg, "in_channels") and (mcfg.in_channels != c or mcfg.image_size != h):
+        raise ValueError(
+            f"the model expects {mcfg.in_channels}x{mcfg.image_size}x{mcfg.image_size} images but the dataset "
+            f"{config.dataset!r} gives {c}x{h}x{w}: pick a matching preset (fashion_mnist/tiny for 1 channel, "
+            "cifar10_ddpm for 3) or set unet={'in_channels': ..., 'image_size': ...}."
+        )
+    if config.class_conditional:
+        null = getattr(model, "null_class", None)
+        if null is None:
+            raise ValueError("TrainConfig.class_conditional=True but the model is unconditional (num_classes=None).")
+        targets = getattr(dataset, "targets", None)
+        if targets is not None and len(targets) and max(targets) >= null:
+            raise ValueError(f"the dataset {config.dataset!r} has label {max(targets)} but the model knows {null} "
+                             f"classes (0..{null - 1}): fix the labels or set unet={{'num_classes': {max(targets) + 1}}}.")

@@ -118,11 +118,14 @@ def _pil(grid: np.ndarray, scale: int = 1):
 
 
 def save_grid(x, path: str | os.PathLike, nrow: int = 8, *, padding: int = 2, scale: int = 1) -> Path:
-    """Save [-1, 1] images as one PNG grid (parent folders created). Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _pil(to_uint8_grid(x, nrow=nrow, padding=padding), scale).save(path)
-    return path
+    """Save [-1, 1] images as one PNG grid, atomically (parent folders created). Returns the path."""
+    import io
+
+    from ddpm_lib.runs import atomic_write
+
+    buf = io.BytesIO()
+    _pil(to_uint8_grid(x, nrow=nrow, padding=padding), scale).save(buf, format="PNG")
+    return atomic_write(Path(path), buf.getvalue())
 
 
 def save_gif(frames: Sequence, path: str | os.PathLike, fps: float = 10.0, *, nrow: int = 8, padding: int = 2,

@@ -15,7 +15,7 @@ from ddpm_lib.features import InceptionWeightsNotFoundError
 @pytest.fixture()
 def fast_settings(tmp_path, monkeypatch):
     s = dataclasses.replace(
-        settings_mod.settings, fast=True, data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
+        settings_mod.settings, mode="fast", data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
         device=torch.device("cpu"),
     )
     monkeypatch.setattr(settings_mod, "settings", s)

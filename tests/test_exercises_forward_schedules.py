@@ -14,7 +14,7 @@ import torch
 
 from ddpm_lib.exercises import ExerciseError
 from ddpm_lib.exercises.forward import check_add_noise
-from ddpm_lib.exercises.schedules import check_cosine_schedule
+from ddpm_lib.exercises.schedules import check_cosine_schedule, reference_cosine_betas
 
 # ---------------------------------------------------------------------------------------------
 # add_noise (notebook 01)
@@ -69,6 +69,11 @@ def wrong_beta_noise(x0, noise, t, betas):
 def wrong_t_minus_1(x0, noise, t, betas):
     ab_prev = torch.cat([torch.ones(1, dtype=betas.dtype), torch.cumprod(1 - betas, 0)[:-1]])
     ab = ab_prev[t].view(-1, 1, 1, 1)
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+def wrong_cumprod_betas(x0, noise, t, betas):
+    ab = torch.cumprod(betas, 0)[t].view(-1, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
@@ -135,6 +140,7 @@ def test_add_noise_checker_accepts_right_answers(capsys):
         (wrong_beta_noise, "sqrt(beta_t)"),
         (wrong_t_minus_1, "includes beta_t itself"),
         (wrong_negative_index, "alpha_bars[-1], the LAST entry"),
+        (wrong_cumprod_betas, "not of beta"),
         (wrong_t_plus_1, "alpha_bar_{t+1}"),
         (wrong_sum, "is a product, not 1 - (sum of betas)"),
         (wrong_first_t_only, "timestep of the first one"),
@@ -244,6 +250,23 @@ def cosine_too_many(num_timesteps, s=0.008, max_beta=0.999):
     return (1 - ab[1:] / ab[:-1]).clamp(max=max_beta)
 
 
+def cosine_pi_not_half_pi(num_timesteps, s=0.008, max_beta=0.999):
+    tau = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps
+    ab = torch.cos((tau + s) / (1 + s) * math.pi) ** 2  # the angle runs to pi: cos^2 comes back up
+    return (1 - ab[1:] / ab[:-1]).clamp(max=max_beta)
+
+
+def cosine_lower_clip(num_timesteps, s=0.008, max_beta=0.999):
+    return cosine_right(num_timesteps, s, max_beta).clamp(min=1e-4)
+
+
+def cosine_upside_down_some_negative(num_timesteps, s=0.008, max_beta=0.999):
+    # an unnamed slip whose betas go negative: the checker must still say so
+    b = cosine_right(num_timesteps, s, max_beta).clone()
+    b[num_timesteps // 2:] *= -1
+    return b
+
+
 def cosine_right_float32(num_timesteps, s=0.008, max_beta=0.999):
     # the natural first attempt: torch's default float32 (loses ~3e-5 in the last betas at T = 1000)
     tau = torch.arange(num_timesteps + 1) / num_timesteps
@@ -284,6 +307,9 @@ def test_cosine_checker_float32_tolerance_still_catches_the_clip():
         (cosine_hard_coded_clip, "clip at the argument `max_beta`"),
         (cosine_difference, "is a ratio, not a difference"),
         (cosine_too_many, "T + 1 values"),
+        (cosine_pi_not_half_pi, "pi instead of pi / 2"),
+        (cosine_lower_clip, "do not clip from below"),
+        (cosine_upside_down_some_negative, "betas are negative"),
     ],
 )
 def test_cosine_checker_names_the_mistake(fn, hint):
@@ -297,3 +323,15 @@ def test_cosine_checker_rejects_unknown_mistake_and_wrong_type():
         check_cosine_schedule(lambda T, s=0.008, max_beta=0.999: cosine_right(T, s, max_beta) * 1.01)
     with pytest.raises(ExerciseError, match="return a 1-D torch.Tensor"):
         check_cosine_schedule(lambda T, s=0.008, max_beta=0.999: "betas")
+
+
+def test_cosine_reference_matches_the_papers_numbers():
+    """Nichol & Dhariwal chose s so that sqrt(beta_1) is slightly below one pixel bin 1/127.5 (sec. 3.2); the last
+    beta is clipped at 0.999 because alpha_bar(1) = cos^2(pi/2) = 0."""
+    b = reference_cosine_betas(1000)
+    assert b.shape == (1000,) and b[-1] == 0.999 and (b > 0).all()
+    assert 0.8 / 127.5 < b[0].sqrt() < 1 / 127.5
+    ab = torch.cumprod(1 - b, 0)
+    tau = torch.arange(1, 1000, dtype=torch.float64) / 1000
+    closed = torch.cos((tau + 0.008) / 1.008 * math.pi / 2) ** 2 / math.cos(0.008 / 1.008 * math.pi / 2) ** 2
+    assert torch.allclose(ab[:-1], closed, rtol=1e-9)  # the product telescopes back to f(t)/f(0)

@@ -37,6 +37,21 @@ def _variant(order="sin_cos", exponent=lambda i, half, dim: i / half, base=10000
     return fn
 
 
+def test_accepts_ho_et_al_exponent_and_says_so(capsys):
+    # Ho et al.'s code: emb = exp(-log(10000) * arange(half) / (half - 1)): a correct embedding too
+    assert check_timestep_embedding(_variant(exponent=lambda i, half, dim: i / (half - 1))) is not None
+    out = capsys.readouterr().out
+    assert "Correct" in out and "i/(h-1)" in out
+
+
+def test_rejects_switching_conventions():
+    def mixed(t, dim):
+        return _variant(exponent=(lambda i, half, d: i / (half - 1)) if dim == 6 else (lambda i, half, d: i / half))(t, dim)
+
+    with pytest.raises(ExerciseError, match="switches"):
+        check_timestep_embedding(mixed)
+
+
 def test_accepts_correct_answers(capsys):
     check_timestep_embedding(correct)
     check_timestep_embedding(timestep_embedding)  # the library's version, too
@@ -49,7 +64,6 @@ def test_accepts_correct_answers(capsys):
     [
         (_variant(order="cos_sin"), "cosines first"),
         (_variant(order="interleaved"), "interleaved"),
-        (_variant(exponent=lambda i, half, dim: i / (half - 1)), "i/(h-1)"),
         (_variant(exponent=lambda i, half, dim: i / dim), "-i/dim"),
         (_variant(base=math.e), "base e"),
         (_variant(base=1000.0), "frequencies are not"),

@@ -68,19 +68,19 @@ def test_conversions_round_trip_and_formulas():
     xt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
     v = ab.sqrt() * eps - (1 - ab).sqrt() * x0  # Salimans & Ho 2022 sec. 4, written out
     tol = dict(rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(F.x0_from_eps(s, xt, t, eps), x0, **tol)
-    torch.testing.assert_close(F.eps_from_x0(s, xt, t, x0), eps, **tol)
+    torch.testing.assert_close(F.x0_from_eps(s, xt, eps, t), x0, **tol)
+    torch.testing.assert_close(F.eps_from_x0(s, xt, x0, t), eps, **tol)
     torch.testing.assert_close(F.v_from_eps_x0(s, x0, eps, t), v, **tol)
-    torch.testing.assert_close(F.x0_from_v(s, xt, t, v), x0, **tol)
-    torch.testing.assert_close(F.eps_from_v(s, xt, t, v), eps, **tol)
+    torch.testing.assert_close(F.x0_from_v(s, xt, v, t), x0, **tol)
+    torch.testing.assert_close(F.eps_from_v(s, xt, v, t), eps, **tol)
     for ptype, out in [("epsilon", eps), ("x0", x0), ("v", v)]:
-        e, x = F.eps_and_x0(s, xt, t, out, ptype)
+        e, x = F.eps_and_x0(s, xt, out, t, ptype)
         torch.testing.assert_close(e, eps, **tol)
         torch.testing.assert_close(x, x0, **tol)
     torch.testing.assert_close(F.training_target(s, x0, eps, t, "v"), v, **tol)
     assert F.training_target(s, x0, eps, t, "x0") is x0 and F.training_target(s, x0, eps, t, "epsilon") is eps
     with pytest.raises(ValueError, match="prediction_type"):
-        F.eps_and_x0(s, xt, t, eps, "score")
+        F.eps_and_x0(s, xt, eps, t, "score")
 
 
 @pytest.mark.parametrize("t", [1, 3, 40, 99])

@@ -15,7 +15,7 @@ from ddpm_lib import settings as settings_mod
 def test_fast_values(env, value, fast):
     s = env(DDPM_FAST=value, DDPM_DEVICE="cpu")
     assert s.fast is fast
-    assert settings_mod.settings is s  # reload_settings rebinds the module attribute
+    assert settings_mod.settings == s  # reload_settings updates the module's object (and returns a snapshot)
 
 
 @pytest.mark.parametrize("bad", ["2", "fast", "yes please"])
@@ -130,3 +130,12 @@ def test_seed_everything_rejects_bad_seed():
         settings_mod.seed_everything(-1)
     with pytest.raises(ValueError, match="seed"):
         settings_mod.seed_everything(1.5)
+
+
+def test_reload_reaches_earlier_imports(env):
+    from ddpm_lib.settings import settings as imported_before  # as a notebook's first cell does
+
+    first = env(DDPM_FAST="1", DDPM_DEVICE="cpu").fast
+    second = env(DDPM_FAST="0", DDPM_DEVICE="cpu").fast
+    assert first != second  # the environment really changed the setting
+    assert imported_before.fast == second and imported_before is settings_mod.settings

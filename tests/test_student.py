@@ -168,3 +168,15 @@ def test_checker_calls_keep_the_returned_function():
                         assert re.fullmatch(rf"\s*(\w+) = {name}\(\1\)\s*", line), (
                             f"{nb_path.name}, cell {i}: write `f = {name}(f)` so that the rest of the notebook "
                             f"uses what the checker returns; got {line.strip()!r}")
+
+
+@pytest.mark.parametrize("prefix", ["00", "01", "02", "03"])
+def test_notebooks_have_at_least_two_exercises_each_with_a_checker(prefix):
+    """Issue 10: every notebook has >= 2 exercises; each solution region is checked by a ddpm_lib checker."""
+    from ddpm_lib.grade import exercises_in
+
+    [path] = NOTEBOOKS.glob(f"{prefix}_*.ipynb")
+    nb = json.loads(path.read_text())
+    _, regions = student.make_student_notebook(nb, path.name)
+    checked = exercises_in(nb)
+    assert regions >= 2 and len(checked) >= regions, (path.name, regions, checked)

@@ -72,6 +72,17 @@ def _mistakes(x0, noise, t, betas):
         "alpha_bar_t = (1 - beta_0)(1 - beta_1)...(1 - beta_t) (torch.cumprod).",
         with_coefs(lambda ti: (math.sqrt(1 - float(betas[ti])), math.sqrt(float(betas[ti])))),
     )
+    def prod_betas(ti):
+        out = 1.0
+        for s in range(ti + 1):
+            out *= float(betas[s])
+        return out
+
+    yield (
+        "alpha_bar is the cumulative product of (1 - beta), not of beta: torch.cumprod(betas, 0) multiplies the "
+        "small betas together and is ~0 from the first steps on. Use torch.cumprod(1 - betas, 0).",
+        with_coefs(lambda ti: (math.sqrt(prod_betas(ti)), math.sqrt(1 - prod_betas(ti)))),
+    )
     yield (
         "the coefficients need square roots: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise "
         "(the *variance* of x_t is 1 - alpha_bar_t, so the noise is scaled by its square root).",

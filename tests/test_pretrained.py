@@ -1,0 +1,93 @@
+"""The starter weights shipped in ddpm_lib/pretrained: checksums, loading, errors, and real images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ddpm_lib import pretrained
+from ddpm_lib.pretrained.build import image_stats, stats_close
+from ddpm_lib.samplers import sample
+
+NAMES = ("fashion_mnist", "cifar10")
+
+
+def test_both_starter_models_are_registered_and_small():
+    assert set(NAMES) <= set(pretrained.names())
+    for name in NAMES:
+        f = pretrained.path(name)  # verifies the sha256
+        assert f.stat().st_size < 5 * 2**20, f"{f} is over 5 MB"
+        card = (pretrained.HERE / "MODEL_CARD.md").read_text()
+        assert pretrained.info(name)["sha256"] in card
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_load_gives_an_eval_model_schedule_and_config(name):
+    model, schedule, cfg = pretrained.load(name, device="cpu")
+    assert not model.training and schedule.num_timesteps == cfg.num_timesteps == 1000
+    assert cfg.dataset == name and next(model.parameters()).dtype == torch.float32
+    assert (model.null_class is not None) == (name == "cifar10")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_starter_samples_look_like_the_dataset_not_noise(name, one_thread):
+    """16 DDIM samples have the pixel statistics of the real test images recorded in the card; the same
+    comparison rejects uniform noise (so the check can fail)."""
+    info = pretrained.info(name)
+    model, schedule, cfg = pretrained.load(name, device="cpu")
+    c = model.config
+    labels = torch.arange(16) % model.null_class if model.null_class is not None else None
+    x = sample(model, schedule, (16, c.in_channels, c.image_size, c.image_size), sampler="ddim", num_steps=20,
+               generator=torch.Generator().manual_seed(0), labels=labels,
+               guidance_scale=info["sample"].get("guidance", 1.0))
+    bad = stats_close(image_stats(x), info["data_stats"], info["tolerance"])
+    assert not bad, f"{name} samples differ from the data: {bad}"
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    assert stats_close(image_stats(noise), info["data_stats"], info["tolerance"])
+
+
+def test_unknown_name_and_damaged_file_are_clear_errors(tmp_path, monkeypatch):
+    with pytest.raises(pretrained.PretrainedError, match="unknown starter model 'mnist'.*cifar10, fashion_mnist"):
+        pretrained.load("mnist")
+    fake = tmp_path / "pretrained"
+    shutil.copytree(pretrained.HERE, fake, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pretrained, "HERE", fake)
+    pretrained.registry.cache_clear()
+    try:
+        data = bytearray((fake / "fashion_mnist.pt").read_bytes())
+        data[-100] ^= 0xFF
+        (fake / "fashion_mnist.pt").write_bytes(bytes(data))
+        with pytest.raises(pretrained.PretrainedError, match="SHA-256 .* expected .*damaged or replaced"):
+            pretrained.load("fashion_mnist")
+        (fake / "fashion_mnist.pt").unlink()
+        with pytest.raises(pretrained.PretrainedError, match="missing from the installed package"):
+            pretrained.path("fashion_mnist")
+    finally:
+        pretrained.registry.cache_clear()
+
+
+def test_registry_checksums_match_files():
+    reg = json.loads((pretrained.HERE / "registry.json").read_text())
+    for name, entry in reg.items():
+        assert pretrained.sha256(pretrained.HERE / entry["file"]) == entry["sha256"], name
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "ddpm_lib", *args], capture_output=True, text=True, cwd=cwd,
+                          env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "DDPM_OFFLINE": "1",
+                               "DDPM_DEVICE": "cpu", "PYTHONPATH": str(pretrained.HERE.parent.parent)}, timeout=600)
+
+
+def test_cli_samples_from_pretrained_offline(tmp_path):
+    r = _cli("sample", "--ckpt", "pretrained:cifar10", "--num", "4", "--class", "3", "--guidance", "3",
+             "--steps", "5", "--out", str(tmp_path / "cats.png"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "cats.png").is_file()
+    r = _cli("sample", "--ckpt", "pretrained:imagenet", "--out", str(tmp_path / "x.png"), cwd=tmp_path)
+    assert r.returncode == 2 and "unknown starter model 'imagenet'" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
