@@ -275,25 +275,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_sample_parser(sub)
     # --- evaluate: registered by ddpm_lib.evaluate (the evaluation module owns its options) ---------
-    try:
-        from ddpm_lib import evaluate as _evaluate
-    except ImportError:
-        _evaluate = None
-    if _evaluate is not None and hasattr(_evaluate, "add_parser"):
-        _evaluate.add_parser(sub)
+    from ddpm_lib import evaluate  # imported here: ddpm_lib.evaluate imports this module's helpers
+
+    evaluate.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; user errors print one line (naming the option or file and the fix), exit 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    return run_guarded(f"{PROG} {args.command}", args)
+
+
+def run_guarded(prog: str, args: argparse.Namespace) -> int:
+    """``args.func(args)`` with user errors as one line naming ``prog`` (exit 2); also used by
+    ``python -m ddpm_lib.evaluate``."""
     try:
         rc = args.func(args)
     except CLIError as e:
-        return _fail(f"{PROG} {args.command}: error: {e}", 2)
+        return _fail(f"{prog}: error: {e}", 2)
     except (OSError, ValueError) as e:  # e.g. from evaluate, or an --out that cannot be written: still one line
-        return _fail(f"{PROG} {args.command}: error: {type(e).__name__}: {_last_line(e)}", 2)
+        return _fail(f"{prog}: error: {type(e).__name__}: {_last_line(e)}", 2)
     return rc if isinstance(rc, int) else 0
 
 

@@ -242,12 +242,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return add_arguments(argparse.ArgumentParser(prog="python -m ddpm_lib.evaluate", description=__doc__.splitlines()[0]))
+    from .cli import OneLineParser
+
+    return add_arguments(OneLineParser(prog="python -m ddpm_lib.evaluate", description=__doc__.splitlines()[0]))
 
 
-def main(argv: list[str] | None = None) -> None:
-    run_from_args(build_parser().parse_args(argv))
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ddpm_lib.evaluate``: the same as ``python -m ddpm_lib evaluate`` (bad input: one line, exit 2)."""
+    from .cli import run_guarded
+
+    parser = build_parser()
+    return run_guarded(parser.prog, parser.parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
