@@ -170,7 +170,7 @@ def test_checker_calls_keep_the_returned_function():
                             f"uses what the checker returns; got {line.strip()!r}")
 
 
-@pytest.mark.parametrize("prefix", ["00", "01", "02", "03"])
+@pytest.mark.parametrize("prefix", ["00", "01", "02", "03", "04", "05", "06", "07"])
 def test_notebooks_have_at_least_two_exercises_each_with_a_checker(prefix):
     """Issue 10: every notebook has >= 2 exercises; each solution region is checked by a ddpm_lib checker."""
     from ddpm_lib.grade import exercises_in
@@ -180,3 +180,9 @@ def test_notebooks_have_at_least_two_exercises_each_with_a_checker(prefix):
     _, regions = student.make_student_notebook(nb, path.name)
     checked = exercises_in(nb)
     assert regions >= 2 and len(checked) >= regions, (path.name, regions, checked)
+
+
+def test_at_least_24_exercises_in_the_course():
+    """Issue 10: >= 24 exercises over notebooks 00-07."""
+    total = sum(student.make_student_notebook(json.loads(p.read_text()), p.name)[1] for p in course_notebooks())
+    assert total >= 24, total

@@ -22,16 +22,10 @@ from collections.abc import Callable
 import torch
 
 from ddpm_lib.exercises import ExerciseError, call_student, check_tensor, exercise, passed
+from ddpm_lib.exercises.forward import _alpha_bar as _ab  # prod_{s=0..t} (1 - beta_s), float64
+from ddpm_lib.exercises.forward import reference_posterior
 
 __all__ = ["check_posterior_mean", "check_ddpm_step", "check_ddim_step", "check_slerp"]
-
-
-def _ab(betas: torch.Tensor, t: int) -> float:
-    """prod_{s=0..t} (1 - beta_s) in float64 (t = -1: the empty product, 1)."""
-    out = 1.0
-    for s in range(t + 1):
-        out *= 1.0 - float(betas[s])
-    return out
 
 
 def _betas(T: int = 50) -> torch.Tensor:
@@ -52,11 +46,8 @@ def _match_mistakes(name: str, got, expected, mistakes) -> None:
 
 
 def reference_posterior_mean(x0, x_t, t: int, betas) -> torch.Tensor:
-    b = float(betas[t])
-    ab_t, ab_prev = _ab(betas, t), _ab(betas, t - 1)
-    c0 = math.sqrt(ab_prev) * b / (1 - ab_t)
-    ct = math.sqrt(1 - b) * (1 - ab_prev) / (1 - ab_t)
-    return (c0 * x0.double() + ct * x_t.double()).to(x0.dtype)
+    """mu-tilde_t of eq. 7: the mean half of notebook 01's posterior reference."""
+    return reference_posterior(x0, x_t, t, betas)[0]
 
 
 @exercise(reference=reference_posterior_mean)
