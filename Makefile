@@ -38,7 +38,7 @@ test-slow: $(STAMP) ## the slow tests too (minutes)
 test-oldest: ## unit tests + notebooks 04 and 06 with the oldest supported torch/torchvision/numpy (own venv, ~3 GB download)
 	tools/test_oldest.sh
 
-run: $(STAMP) ## execute every notebook headless into build/notebooks/ (FAST unless a GPU is found or DDPM_FAST=0)
+run: $(STAMP) ## execute every notebook headless into build/notebooks/ (DDPM_MODE: gpu with a CUDA GPU, else cpu; DDPM_MODE=fast for seconds)
 	@mkdir -p build/notebooks
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
 		--ExecutePreprocessor.kernel_name=python3 --output-dir build/notebooks $(NOTEBOOKS)

@@ -12,7 +12,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${OLDEST_VENV:-.venv-oldest}"
-PYTHON="${OLDEST_PYTHON:-$(command -v python3.10 || command -v python3)}"
+# the first Python 3.10 that really runs (a pyenv shim can exist without its version being selected)
+PYTHON="${OLDEST_PYTHON:-}"
+if [ -z "$PYTHON" ]; then
+    for candidate in python3.10 "$(pyenv root 2>/dev/null)"/versions/3.10*/bin/python3.10; do
+        if "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
+            PYTHON="$candidate"; break
+        fi
+    done
+fi
+[ -n "$PYTHON" ] || { echo "test-oldest: no Python 3.10 found; set OLDEST_PYTHON=/path/to/python3.10" >&2; exit 2; }
 CONSTRAINTS=tools/oldest-constraints.txt
 
 if [ ! -x "$VENV/bin/python" ]; then
