@@ -91,3 +91,13 @@ def test_cli_samples_from_pretrained_offline(tmp_path):
     r = _cli("sample", "--ckpt", "pretrained:imagenet", "--out", str(tmp_path / "x.png"), cwd=tmp_path)
     assert r.returncode == 2 and "unknown starter model 'imagenet'" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_card_wall_time_adds_the_segments_of_a_resumed_run(tmp_path):
+    """metrics.csv's elapsed_s restarts at 0 on resume: the card's wall time is the sum of the segments."""
+    from ddpm_lib.pretrained.build import _wall_time
+
+    rows = [(25, 20.0), (50, 40.0), (75, 12.0), (100, 30.0), (125, 5.0)]  # resumed twice
+    (tmp_path / "metrics.csv").write_text("step,elapsed_s\n" + "".join(f"{s},{e}\n" for s, e in rows))
+    assert _wall_time(tmp_path) == 40.0 + 30.0 + 5.0
+    assert _wall_time(tmp_path / "nothing") is None

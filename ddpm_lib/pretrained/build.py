@@ -55,8 +55,12 @@ TOLERANCE = {"mean": 0.2, "std": 0.2, "background_fraction": 0.15, "neighbour_co
 
 
 def _wall_time(run: Path) -> float | None:
+    """Training wall time of the run: ``elapsed_s`` restarts at 0 when a run is resumed, so the time is
+    the sum of each segment's last ``elapsed_s``."""
     rows = list(csv.DictReader(open(run / "metrics.csv"))) if (run / "metrics.csv").is_file() else []
-    return float(rows[-1]["elapsed_s"]) if rows else None
+    elapsed = [float(r["elapsed_s"]) for r in rows]
+    ends = [a for a, b in zip(elapsed, elapsed[1:]) if b < a]  # the last row before each restart
+    return sum(ends) + elapsed[-1] if elapsed else None
 
 
 def _grids(name: str, model, schedule, cfg, sample_cfg: dict, seed: int) -> list[str]:
