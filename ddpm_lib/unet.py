@@ -154,7 +154,7 @@ PRESETS: dict[str, UNetConfig] = {
         attention_resolutions=(8,), num_heads=4, dropout=0.1,
     ),
     # The cpu-mode Fashion-MNIST model (recipe fashion_mnist_cpu): 0.69 M parameters, sized so that
-    # ~2,400 steps at batch 64 fit in 10 minutes on 2 CPU cores with bf16 (benchmarks/RESULTS.md).
+    # its recipe's 1,200 steps at batch 64 take 8.4 minutes on 2 idle CPU cores with bf16 (benchmarks/RESULTS.md).
     "fashion_mnist_cpu": UNetConfig(
         image_size=32, in_channels=1, base_channels=16, channel_mults=(1, 2, 4), num_res_blocks=1,
         attention_resolutions=(8,), num_heads=1, num_groups=8, dropout=0.0,
