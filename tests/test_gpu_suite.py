@@ -28,26 +28,20 @@ def run_suite(out: Path, *extra: str) -> dict:
     return report
 
 
-def test_smoke_trainer_paths_quick(tmp_path):
-    """The fast-suite variant: the environment and the Trainer's fp16 (bf16 on a CPU) and compile paths."""
-    report = run_suite(tmp_path / "out", "--sections", "environment,trainer_paths")
-    env = report["sections"]["environment"]
-    assert env["torch"] == torch.__version__ and env["gpu"] is None and "bf16_supported" in env
-    tp = report["sections"]["trainer_paths"]
-    assert tp["fp16_gradscaler"]["mixed_precision"] == "bf16"  # fp16 needs CUDA: smoke runs bf16
-    assert tp["bf16_compile"]["compile"] is True
-    for r in tp.values():
-        assert r["steps"] == report["sizes"]["trainer_steps"] and r["loss_finite"] and r["img_per_s"] > 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["suite.json", "suite.log"]
-
-
-@pytest.mark.slow
-def test_full_smoke_writes_what_the_gpu_run_writes(tmp_path):
+def test_smoke_writes_what_the_gpu_run_writes(tmp_path):
+    """`gpu_suite.py --smoke`: every section's code path on a CPU (about 30 s), the same files as on a GPU."""
     out = tmp_path / "out"
     report = run_suite(out)
     assert sorted(p.name for p in out.iterdir()) == sorted(OUT_FILES)
     assert len(OUT_FILES) <= 8  # the device tool brings back at most 8 files
     sec = report["sections"]
+    env = sec["environment"]
+    assert env["torch"] == torch.__version__ and env["gpu"] is None and "bf16_supported" in env
+    tp = sec["trainer_paths"]
+    assert tp["fp16_gradscaler"]["mixed_precision"] == "bf16"  # fp16 needs CUDA: smoke runs bf16
+    assert tp["bf16_compile"]["compile"] is True
+    for r in (tp["fp16_gradscaler"], tp["bf16_compile"]):
+        assert r["steps"] == report["sizes"]["trainer_steps"] and r["loss_finite"] and r["img_per_s"] > 0
     # throughput: every variant, interleaved, with paired speedups and their spread
     for mode in ("train", "inference"):
         configs = sec["unet_throughput"][mode]["configs"]
