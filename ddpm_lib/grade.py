@@ -229,7 +229,7 @@ def summary_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}_summary.csv")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ddpm_lib.grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("submissions", help="folder with one sub-folder of notebooks per student")
     parser.add_argument("--out", default="grades.csv", help="grades CSV to write (default: grades.csv)")
@@ -239,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of the instructor notebooks, to list each notebook's exercises "
                         "(default: this checkout's notebooks/)")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel to run the notebooks with")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     submissions = Path(args.submissions)
     instructor = Path(args.instructor) if args.instructor else default_instructor_dir()
