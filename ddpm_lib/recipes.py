@@ -90,8 +90,9 @@ RECIPES: dict[str, Recipe] = {
             "Class-conditional CIFAR-10 with classifier-free guidance on a CPU: the 1.5 M-parameter cifar10_cpu "
             "preset, label dropout 0.1, flips, batch 64, lr 1e-3 with cosine decay, EMA 0.999, bf16. The "
             "starter weights ddpm_lib.pretrained 'cifar10' are this recipe.",
-            "0.78 s per step on one CPU core with bf16 (measured at the start of the starter run: 82 img/s at batch 64), "
-            "so about 90 min for the 7,000 steps on an idle core (an estimate from that rate)",
+            "0.78 s per step on one quiet CPU core with bf16 (82 img/s at batch 64, measured at the start of the "
+            "starter run), so about 65 min for the 5,000 steps on an idle core (an estimate from that rate; the "
+            "starter run took 2.9 h on a shared machine)",
             _CIFAR_SAMPLE,
             dataset="cifar10", preset="cifar10_cpu", class_conditional=True, label_dropout=0.1, hflip=True,
             steps=5000, batch_size=64, lr=1e-3, warmup_steps=200, min_lr_ratio=0.1, ema_decay=0.999,
