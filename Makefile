@@ -64,7 +64,13 @@ fid-weights: $(STAMP) ## download the Inception-v3 FID weights (pt_inception, 91
 	$(PY) -m ddpm_lib.features download --variant fid
 
 WEIGHTS_RUNS ?= runs/weights
-weights: $(STAMP) ## retrain the starter weights in ddpm_lib/pretrained (real data in DDPM_DATA_DIR; hours on a CPU, see MODEL_CARD.md)
+weights: $(STAMP) ## retrain the starter weights and FID classifiers in ddpm_lib/pretrained (real data in DDPM_DATA_DIR; hours on a CPU, see MODEL_CARD.md)
+	$(PY) -m ddpm_lib.classifier train --dataset fashion_mnist --steps 600 --out $(WEIGHTS_RUNS)/classifier-fashion_mnist.pt
+	$(PY) -m ddpm_lib.pretrained.build fashion_mnist --classifier $(WEIGHTS_RUNS)/classifier-fashion_mnist.pt \
+		--command "make weights" --machine "$$(uname -m), $$(nproc) cores"
+	$(PY) -m ddpm_lib.classifier train --dataset cifar10 --steps 1000 --out $(WEIGHTS_RUNS)/classifier-cifar10.pt
+	$(PY) -m ddpm_lib.pretrained.build cifar10 --classifier $(WEIGHTS_RUNS)/classifier-cifar10.pt \
+		--command "make weights" --machine "$$(uname -m), $$(nproc) cores"
 	$(PY) -m ddpm_lib train --recipe fashion_mnist_cpu --out $(WEIGHTS_RUNS)/fashion_mnist --resume
 	$(PY) -m ddpm_lib.pretrained.build fashion_mnist --run $(WEIGHTS_RUNS)/fashion_mnist --recipe fashion_mnist_cpu \
 		--command "make weights" --machine "$$(uname -m), $$(nproc) cores"

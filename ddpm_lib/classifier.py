@@ -208,6 +208,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Fea
     model = FeatureClassifier(ClassifierConfig(**payload["config"]))
     model.load_state_dict(payload["state_dict"])
     model.meta = payload.get("meta", {})
+    model.source = Path(path)
     return model.to(device).eval()
 
 
@@ -226,20 +227,27 @@ def get_classifier(
     train_if_missing: bool = True,
     verbose: bool = True,
 ) -> FeatureClassifier:
-    """The feature classifier for ``dataset``: loaded from ``path`` (default
-    :func:`default_classifier_path`) or, if missing, trained on the training split (FAST: a few
-    seconds on the stand-in) and saved there with its test accuracy."""
+    """The feature classifier for ``dataset``, in this order: the file ``path``; without ``path``, your own
+    in :func:`default_classifier_path`, else the one shipped in :mod:`ddpm_lib.pretrained` (the classifier
+    the model card's FIDs were measured with). If none exists it is trained on the training split (fast
+    mode: seconds on the stand-in) and saved at ``path`` (or the default path) with its test accuracy.
+    ``model.source`` is the file it came from."""
     from . import settings as settings_mod
     from .data import dataset_info, load_dataset
 
     s = settings_mod.settings
     device = torch.device(device) if device is not None else s.device
-    path = Path(path) if path is not None else default_classifier_path(dataset)
-    if path.is_file():
-        model = load_classifier(path, device)
+    from . import pretrained
+
+    explicit = path is not None
+    path = Path(path) if explicit else default_classifier_path(dataset)
+    found = path if path.is_file() else None if explicit else pretrained.classifier_path(dataset)
+    if found is not None:
+        model = load_classifier(found, device)
         if verbose:
             acc = model.meta.get("test_accuracy")
-            print(f"loaded feature classifier {path}" + (f" (test accuracy {acc:.3f})" if acc is not None else ""))
+            shipped = " (shipped with ddpm_lib; yours would go to " + str(path) + ")" if found != path else ""
+            print(f"loaded feature classifier {found}{shipped}" + (f", test accuracy {acc:.3f}" if acc is not None else ""))
         return model
     if not train_if_missing:
         raise FileNotFoundError(f"no feature classifier at {path}: train one with `python -m ddpm_lib.classifier train --dataset {dataset}`.")
@@ -256,6 +264,7 @@ def get_classifier(
     acc = accuracy(model, test)
     save_classifier(model, path, dataset=dataset, steps=steps, test_accuracy=acc, seconds=time.perf_counter() - t0)
     model.meta = {"dataset": dataset, "steps": steps, "test_accuracy": acc}
+    model.source = path
     if verbose:
         print(f"trained feature classifier for {dataset} in {time.perf_counter() - t0:.1f} s: test accuracy {acc:.3f}; saved {path}")
     return model

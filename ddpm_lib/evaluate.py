@@ -6,7 +6,8 @@ Command line (also ``python -m ddpm_lib evaluate ...``)::
         [--features classifier|inception] [--classifier PATH] [--guidance W] [--batch B] [--out report.json]
 
 ``--features classifier`` (default) uses the small dataset-specific CNN of :mod:`ddpm_lib.classifier`
-(trained and cached on first use; fully offline): numbers comparable between your own runs only.
+(fully offline; the package ships one per dataset, the files the model card's FIDs were measured with):
+numbers comparable between your own runs and the card only.
 ``--features inception`` uses Inception-v3 pool3 features (:mod:`ddpm_lib.features`; needs the
 weights file, ``make fid-weights``): with the FID weights and 50,000 samples against the training
 set this is the protocol of published FIDs; against the 10,000-image test split, as here, FIDs come
@@ -107,7 +108,7 @@ def evaluate(
     progress: bool = False,
 ) -> dict:
     """Sample ``num`` images from the checkpoint and compare them with the test split; returns the report."""
-    from .classifier import default_classifier_path, get_classifier
+    from .classifier import get_classifier
     from .data import load_dataset
     from .runs import atomic_write, load_model_from_checkpoint
     from .settings import settings
@@ -135,9 +136,8 @@ def evaluate(
 
     # the extractor first: fail early (missing weights) before spending minutes sampling
     if features == "classifier":
-        clf_path = Path(classifier) if classifier is not None else default_classifier_path(dataset)
-        extractor = get_classifier(dataset, path=clf_path, device=device, train_if_missing=classifier is None, verbose=progress)
-        extractor_info = {"path": str(clf_path), "test_accuracy": extractor.meta.get("test_accuracy")}
+        extractor = get_classifier(dataset, path=classifier, device=device, train_if_missing=classifier is None, verbose=progress)
+        extractor_info = {"path": str(extractor.source), "test_accuracy": extractor.meta.get("test_accuracy")}
     else:
         from .features import InceptionFeatures
 
@@ -208,7 +208,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=50, help="sampling steps (ddpm: default all T; pass 0 for all)")
     p.add_argument("--features", default="classifier", choices=["classifier", "inception"],
                    help="classifier: the course's small CNN, offline (default); inception: Inception-v3, as in papers")
-    p.add_argument("--classifier", default=None, help="feature classifier file (default: runs/classifier-<dataset>/classifier.pt, trained if missing)")
+    p.add_argument("--classifier", default=None, help="feature classifier file (default: runs/classifier-<dataset>/classifier.pt if you trained one, else the one shipped with ddpm_lib)")
     p.add_argument("--inception-weights", default=None, help="Inception-v3 weights file (default: data/fid_weights/...)")
     p.add_argument("--guidance", type=finite_float, default=None, help="classifier-free guidance scale (conditional models)")
     p.add_argument("--batch", type=int, default=250, help="images per sampling and feature batch (default 250)")

@@ -58,6 +58,7 @@ def test_unknown_name_and_damaged_file_are_clear_errors(tmp_path, monkeypatch):
     shutil.copytree(pretrained.HERE, fake, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(pretrained, "HERE", fake)
     pretrained.registry.cache_clear()
+    pretrained.classifier_registry.cache_clear()
     try:
         data = bytearray((fake / "fashion_mnist.pt").read_bytes())
         data[-100] ^= 0xFF
@@ -67,14 +68,21 @@ def test_unknown_name_and_damaged_file_are_clear_errors(tmp_path, monkeypatch):
         (fake / "fashion_mnist.pt").unlink()
         with pytest.raises(pretrained.PretrainedError, match="missing from the installed package"):
             pretrained.path("fashion_mnist")
+        data = bytearray((fake / "classifier_cifar10.pt").read_bytes())
+        data[-100] ^= 0xFF
+        (fake / "classifier_cifar10.pt").write_bytes(bytes(data))
+        with pytest.raises(pretrained.PretrainedError, match="feature classifier for 'cifar10'.*damaged or replaced"):
+            pretrained.classifier_path("cifar10")
     finally:
         pretrained.registry.cache_clear()
+        pretrained.classifier_registry.cache_clear()
 
 
 def test_registry_checksums_match_files():
-    reg = json.loads((pretrained.HERE / "registry.json").read_text())
-    for name, entry in reg.items():
-        assert pretrained.sha256(pretrained.HERE / entry["file"]) == entry["sha256"], name
+    for registry_file in ("registry.json", "classifiers.json"):
+        reg = json.loads((pretrained.HERE / registry_file).read_text())
+        for name, entry in reg.items():
+            assert pretrained.sha256(pretrained.HERE / entry["file"]) == entry["sha256"], (registry_file, name)
 
 
 def _cli(*args, cwd):
@@ -101,3 +109,55 @@ def test_card_wall_time_adds_the_segments_of_a_resumed_run(tmp_path):
     (tmp_path / "metrics.csv").write_text("step,elapsed_s\n" + "".join(f"{s},{e}\n" for s, e in rows))
     assert _wall_time(tmp_path) == 40.0 + 30.0 + 5.0
     assert _wall_time(tmp_path / "nothing") is None
+
+
+# --- the shipped feature classifiers (FID features) ---------------------------------------------------------
+
+@pytest.mark.parametrize("dataset", NAMES)
+def test_shipped_classifier_is_verified_small_and_carded(dataset):
+    from ddpm_lib.classifier import load_classifier
+
+    entry = pretrained.classifier_registry()[dataset]
+    f = pretrained.classifier_path(dataset)  # verifies the sha256
+    assert f.stat().st_size < 5 * 2**20 and entry["sha256"] in (pretrained.HERE / "MODEL_CARD.md").read_text()
+    clf = load_classifier(f)
+    assert clf.meta["dataset"] == dataset and clf.meta["test_accuracy"] == entry["test_accuracy"]
+    # the card's FID of each starter model was measured with this classifier
+    assert pretrained.info(dataset)["quality"]["classifier_test_accuracy"] == entry["test_accuracy"]
+    assert pretrained.classifier_path("imagenet") is None
+
+
+def test_get_classifier_takes_yours_then_the_shipped_one_and_never_trains_then(env, tmp_path, monkeypatch):
+    from ddpm_lib import classifier as clf_mod
+
+    env(DDPM_MODE="fast", DDPM_RUNS_DIR=tmp_path / "runs", DDPM_DATA_DIR=tmp_path / "data")
+
+    def no_training(*a, **k):
+        raise AssertionError("get_classifier trained a classifier although one is shipped")
+
+    monkeypatch.setattr(clf_mod, "train_classifier", no_training)
+    shipped = clf_mod.get_classifier("cifar10", device="cpu", verbose=False)
+    assert shipped.source == pretrained.classifier_path("cifar10")
+    own = clf_mod.FeatureClassifier(in_channels=3, num_classes=10, width=8)
+    clf_mod.save_classifier(own, clf_mod.default_classifier_path("cifar10"), dataset="cifar10", test_accuracy=0.5)
+    mine = clf_mod.get_classifier("cifar10", device="cpu", verbose=False)
+    assert mine.source == clf_mod.default_classifier_path("cifar10") and mine.meta["test_accuracy"] == 0.5
+    with pytest.raises(FileNotFoundError, match="no feature classifier at"):  # a path you name is never swapped
+        clf_mod.get_classifier("cifar10", path=tmp_path / "nope.pt", train_if_missing=False, verbose=False)
+
+
+def test_shipped_cifar10_classifier_recognises_the_starter_models_guided_classes(one_thread):
+    """Two independent shipped files check each other: guided samples of class c (w = 3) are classified as c
+    far above chance (10%), and the same classifier on uniform noise is not."""
+    from ddpm_lib.classifier import load_classifier
+
+    clf = load_classifier(pretrained.classifier_path("cifar10"))
+    model, schedule, _ = pretrained.load("cifar10", device="cpu")
+    labels = torch.arange(30) % 10
+    x = sample(model, schedule, (30, 3, 32, 32), sampler="ddim", num_steps=20,
+               generator=torch.Generator().manual_seed(0), labels=labels, guidance_scale=3.0)
+    with torch.no_grad():
+        acc = (clf.logits(x).argmax(1) == labels).float().mean().item()
+        noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        acc_noise = (clf.logits(noise).argmax(1) == labels).float().mean().item()
+    assert acc >= 0.5 and acc_noise <= 0.3, (acc, acc_noise)

@@ -9,8 +9,13 @@ what data and compute produced each, how good they are, and the exact command th
     model, schedule, cfg = pretrained.load("fashion_mnist")     # the same triple as a run's final.pt
     python -m ddpm_lib sample --ckpt pretrained:cifar10 --class 3 --guidance 3 --out cats.png
 
-Every load checks the file's SHA-256 against ``registry.json``, so a damaged or swapped file is an
-error, never a silent surprise.
+Next to them ship the two feature classifiers (:mod:`ddpm_lib.classifier`) that measured the card's
+FIDs, listed in ``classifiers.json``: FID with classifier features is only comparable on the same
+classifier file, so a student who evaluates a model gets numbers comparable with the card's, and
+notebook 07 need not train one first.
+
+Every load checks the file's SHA-256 against ``registry.json`` or ``classifiers.json``, so a damaged
+or swapped file is an error, never a silent surprise.
 """
 
 from __future__ import annotations
@@ -36,6 +41,13 @@ def registry() -> dict[str, dict]:
     return json.loads((HERE / "registry.json").read_text())
 
 
+@cache
+def classifier_registry() -> dict[str, dict]:
+    """``classifiers.json``: for each dataset, the shipped feature classifier's file, SHA-256 and training."""
+    file = HERE / "classifiers.json"
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
 def names() -> list[str]:
     return sorted(registry())
 
@@ -57,15 +69,26 @@ def path(name: str) -> Path:
                                   "run `make weights` or reinstall ddpm-course.")
         raise PretrainedError(f"unknown starter model {name!r}: choose one of {', '.join(names())} "
                               f"(e.g. --ckpt {PREFIX}{names()[0]}).")
-    entry = entries[name]
-    file = HERE / entry["file"]
+    return _verified(HERE / entries[name]["file"], entries[name]["sha256"], f"starter model {name!r}")
+
+
+def classifier_path(dataset: str) -> Path | None:
+    """The verified feature classifier shipped for ``dataset`` (``None`` if none is shipped for it;
+    ``PretrainedError`` if its file is missing or corrupt)."""
+    entry = classifier_registry().get(dataset)
+    if entry is None:
+        return None
+    return _verified(HERE / entry["file"], entry["sha256"], f"feature classifier for {dataset!r}")
+
+
+def _verified(file: Path, expected_sha256: str, what: str) -> Path:
     if not file.is_file():
-        raise PretrainedError(f"starter model {name!r}: {file} is missing from the installed package; "
+        raise PretrainedError(f"{what}: {file} is missing from the installed package; "
                               "reinstall ddpm-course (pip install --force-reinstall ...) or run `make weights`.")
     digest = sha256(file)
-    if digest != entry["sha256"]:
-        raise PretrainedError(f"starter model {name!r}: {file} has SHA-256 {digest[:12]}..., expected "
-                              f"{entry['sha256'][:12]}... (a damaged or replaced file); reinstall ddpm-course.")
+    if digest != expected_sha256:
+        raise PretrainedError(f"{what}: {file} has SHA-256 {digest[:12]}..., expected "
+                              f"{expected_sha256[:12]}... (a damaged or replaced file); reinstall ddpm-course.")
     return file
 
 

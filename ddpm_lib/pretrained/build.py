@@ -9,6 +9,10 @@ the real test images (:func:`ddpm_lib.evaluate.evaluate`); record image statisti
 images and of the samples (:func:`image_stats`, what ``tests/test_pretrained.py`` checks new samples
 against); save sample grids into ``docs/``; update ``registry.json`` and regenerate ``MODEL_CARD.md``.
 ``make weights`` runs the two recipes and this, for both models.
+
+With ``--classifier FILE`` it ships a feature classifier instead (:mod:`ddpm_lib.classifier`): copies it to
+``ddpm_lib/pretrained/classifier_NAME.pt`` and records it in ``classifiers.json`` and the card. ``make
+weights`` ships the classifiers first, so the models' FIDs are measured with the shipped classifiers.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ddpm_lib.pretrained import HERE, registry, sha256
+from ddpm_lib.pretrained import HERE, classifier_path, classifier_registry, registry, sha256
 
 DOCS = HERE.parent.parent / "docs"
 
@@ -104,7 +108,7 @@ def build(name: str, run: Path, ckpt: str, recipe: str, command: str, machine: s
     sample_cfg = dict(get_recipe(recipe).sample)
     guidance = sample_cfg.get("guidance") if getattr(model, "null_class", None) is not None else None
     report = evaluate(out, num=num, sampler=sample_cfg["sampler"], steps=sample_cfg["steps"], guidance=guidance,
-                      seed=seed, device="cpu", batch=256) if num else None
+                      seed=seed, device="cpu", batch=256, classifier=classifier_path(cfg.dataset)) if num else None
     real = load_dataset(cfg.dataset, train=False, image_size=model.config.image_size, root=cfg.data_root)
     xr = torch.stack([real[i][0] for i in range(min(len(real), 2000))])
     payload = torch.load(out, weights_only=True)
@@ -139,11 +143,38 @@ def build(name: str, run: Path, ckpt: str, recipe: str, command: str, machine: s
     reg[name] = entry
     (HERE / "registry.json").write_text(json.dumps(reg, indent=2) + "\n")
     registry.cache_clear()
-    (HERE / "MODEL_CARD.md").write_text(model_card(reg))
+    (HERE / "MODEL_CARD.md").write_text(model_card(reg, classifier_registry()))
     return entry
 
 
-def model_card(reg: dict) -> str:
+def ship_classifier(dataset: str, src: Path, command: str, machine: str, note: str) -> dict:
+    """Copy the feature classifier ``src`` into the package as ``classifier_DATASET.pt``, record it in
+    ``classifiers.json`` and regenerate the card."""
+    import shutil
+
+    from ddpm_lib.classifier import load_classifier
+
+    meta = load_classifier(src).meta  # also checks that it is a classifier file
+    if meta.get("dataset") != dataset:
+        raise ValueError(f"{src} is a classifier for {meta.get('dataset')!r}, not {dataset!r}.")
+    out = HERE / f"classifier_{dataset}.pt"
+    shutil.copyfile(src, out)
+    out.chmod(0o644)
+    entry = {
+        "file": out.name, "sha256": sha256(out), "size_bytes": out.stat().st_size, "dataset": dataset,
+        "steps": meta.get("steps"), "test_accuracy": meta.get("test_accuracy"), "train_seconds": meta.get("seconds"),
+        "command": command, "machine": machine, "torch": torch.__version__, "date": datetime.date.today().isoformat(),
+        "note": note,
+    }
+    reg = dict(classifier_registry())
+    reg[dataset] = entry
+    (HERE / "classifiers.json").write_text(json.dumps(reg, indent=2) + "\n")
+    classifier_registry.cache_clear()
+    (HERE / "MODEL_CARD.md").write_text(model_card(registry(), reg))
+    return entry
+
+
+def model_card(reg: dict, classifiers: dict) -> str:
     lines = [
         "# Starter weights: model card",
         "",
@@ -179,21 +210,52 @@ def model_card(reg: dict) -> str:
     ]
     for label, fn in rows:
         lines.append(f"| {label} | " + " | ".join(str(fn(e)) for e in reg.values()) + " |")
+    if classifiers:
+        lines += [
+            "",
+            "## The feature classifiers",
+            "",
+            "The FIDs above were measured with these files, shipped in the package (`classifiers.json`), so",
+            "`python -m ddpm_lib evaluate` and notebook 07 use them unless you train your own (a classifier in",
+            "`runs/classifier-<dataset>[-mode]/classifier.pt` comes first).",
+            "",
+            "| | " + " | ".join(classifiers) + " |",
+            "|---|" + "---|" * len(classifiers),
+        ]
+        crows = [
+            ("file", lambda e: f"`{e['file']}`, {e['size_bytes'] / 1e6:.2f} MB"),
+            ("sha256", lambda e: f"`{e['sha256']}`"),
+            ("training", lambda e: f"{e['steps']:,} steps" + (f", {e['train_seconds'] / 60:.1f} min" if e["train_seconds"] else "")),
+            ("test accuracy", lambda e: f"{e['test_accuracy']:.3f}"),
+            ("machine", lambda e: e["machine"]),
+            ("command", lambda e: f"`{e['command']}`"),
+            ("torch, date", lambda e: f"{e['torch']}, {e['date']}"),
+            ("honest note", lambda e: e["note"]),
+        ]
+        for label, fn in crows:
+            lines.append(f"| {label} | " + " | ".join(str(fn(e)) for e in classifiers.values()) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ddpm_lib.pretrained.build", description=__doc__.splitlines()[0])
-    p.add_argument("name", help="starter model name (fashion_mnist or cifar10)")
-    p.add_argument("--run", required=True, type=Path, help="the finished run folder")
+    p.add_argument("name", help="starter model name (fashion_mnist or cifar10); with --classifier, the dataset")
+    p.add_argument("--run", type=Path, help="the finished run folder (required without --classifier)")
     p.add_argument("--ckpt", default="final.pt", help="checkpoint in the run folder (default final.pt)")
-    p.add_argument("--recipe", required=True, help="the ddpm_lib.recipes recipe the run followed")
+    p.add_argument("--recipe", help="the ddpm_lib.recipes recipe the run followed (required without --classifier)")
+    p.add_argument("--classifier", type=Path, help="ship this feature-classifier file for dataset NAME instead of a model")
     p.add_argument("--command", required=True, help="the exact command that trained the run (for the card)")
     p.add_argument("--machine", required=True, help="what it was trained on (for the card)")
     p.add_argument("--note", default="", help="what the card must say about data and compute")
     p.add_argument("--num", type=int, default=1000, help="samples for the FID/KID (default 1000; 0: skip the evaluation)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     a = p.parse_args(argv)
+    if a.classifier is not None:
+        entry = ship_classifier(a.name, a.classifier, a.command, a.machine, a.note)
+        print(json.dumps({k: entry[k] for k in ("file", "sha256", "steps", "test_accuracy")}, indent=2))
+        return 0
+    if a.run is None or a.recipe is None:
+        p.error("--run and --recipe are required to ship a model (or give --classifier FILE)")
     entry = build(a.name, a.run, a.ckpt, a.recipe, a.command, a.machine, a.note, a.num, a.seed)
     print(json.dumps({k: entry[k] for k in ("file", "sha256", "size_bytes", "quality", "data_stats")}, indent=2))
     return 0
