@@ -161,3 +161,35 @@ def test_shipped_cifar10_classifier_recognises_the_starter_models_guided_classes
         noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
         acc_noise = (clf.logits(noise).argmax(1) == labels).float().mean().item()
     assert acc >= 0.5 and acc_noise <= 0.3, (acc, acc_noise)
+
+
+def test_model_card_is_generated_from_both_registries():
+    """MODEL_CARD.md is what build.py writes from registry.json and classifiers.json: no hand edits, no stale row."""
+    from ddpm_lib.pretrained.build import model_card
+
+    assert (pretrained.HERE / "MODEL_CARD.md").read_text() == model_card(pretrained.registry(), pretrained.classifier_registry())
+
+
+def test_ship_classifier_records_file_checksum_and_card(tmp_path, monkeypatch):
+    from ddpm_lib.classifier import FeatureClassifier, save_classifier
+    from ddpm_lib.pretrained import build
+
+    fake = tmp_path / "pretrained"
+    shutil.copytree(pretrained.HERE, fake, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pretrained, "HERE", fake)
+    monkeypatch.setattr(build, "HERE", fake)
+    pretrained.registry.cache_clear()
+    pretrained.classifier_registry.cache_clear()
+    try:
+        src = save_classifier(FeatureClassifier(in_channels=1, num_classes=10, width=8), tmp_path / "c.pt",
+                              dataset="fashion_mnist", steps=3, test_accuracy=0.5)
+        with pytest.raises(ValueError, match="a classifier for 'fashion_mnist', not 'cifar10'"):
+            build.ship_classifier("cifar10", src, "cmd", "machine", "note")
+        entry = build.ship_classifier("fashion_mnist", src, "cmd", "machine", "note")
+        assert pretrained.classifier_path("fashion_mnist") == fake / "classifier_fashion_mnist.pt"
+        assert entry["sha256"] == pretrained.sha256(src) and entry["steps"] == 3 and entry["test_accuracy"] == 0.5
+        assert entry["sha256"] in (fake / "MODEL_CARD.md").read_text()
+        assert pretrained.classifier_registry()["cifar10"]["file"] == "classifier_cifar10.pt"  # the other one kept
+    finally:
+        pretrained.registry.cache_clear()
+        pretrained.classifier_registry.cache_clear()

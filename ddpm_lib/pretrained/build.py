@@ -22,6 +22,7 @@ import csv
 import datetime
 import json
 import platform
+import shutil
 from pathlib import Path
 
 import torch
@@ -143,15 +144,13 @@ def build(name: str, run: Path, ckpt: str, recipe: str, command: str, machine: s
     reg[name] = entry
     (HERE / "registry.json").write_text(json.dumps(reg, indent=2) + "\n")
     registry.cache_clear()
-    (HERE / "MODEL_CARD.md").write_text(model_card(reg, classifier_registry()))
+    _write_card()
     return entry
 
 
 def ship_classifier(dataset: str, src: Path, command: str, machine: str, note: str) -> dict:
     """Copy the feature classifier ``src`` into the package as ``classifier_DATASET.pt``, record it in
     ``classifiers.json`` and regenerate the card."""
-    import shutil
-
     from ddpm_lib.classifier import load_classifier
 
     meta = load_classifier(src).meta  # also checks that it is a classifier file
@@ -170,8 +169,12 @@ def ship_classifier(dataset: str, src: Path, command: str, machine: str, note: s
     reg[dataset] = entry
     (HERE / "classifiers.json").write_text(json.dumps(reg, indent=2) + "\n")
     classifier_registry.cache_clear()
-    (HERE / "MODEL_CARD.md").write_text(model_card(registry(), reg))
+    _write_card()
     return entry
+
+
+def _write_card() -> None:
+    (HERE / "MODEL_CARD.md").write_text(model_card(registry(), classifier_registry()))
 
 
 def model_card(reg: dict, classifiers: dict) -> str:
