@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import pretrained
 from .runs import load_checkpoint, save_checkpoint
 
 FORMAT = "ddpm_lib.classifier/1"
@@ -237,8 +238,6 @@ def get_classifier(
 
     s = settings_mod.settings
     device = torch.device(device) if device is not None else s.device
-    from . import pretrained
-
     explicit = path is not None
     path = Path(path) if explicit else default_classifier_path(dataset)
     found = path if path.is_file() else None if explicit else pretrained.classifier_path(dataset)
