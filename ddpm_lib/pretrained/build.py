@@ -140,11 +140,7 @@ def build(name: str, run: Path, ckpt: str, recipe: str, command: str, machine: s
         "grids": _grids(name, model, schedule, cfg, sample_cfg, seed),
         "note": note,
     }
-    reg = dict(registry())
-    reg[name] = entry
-    (HERE / "registry.json").write_text(json.dumps(reg, indent=2) + "\n")
-    registry.cache_clear()
-    _write_card()
+    _record(registry, "registry.json", name, entry)
     return entry
 
 
@@ -165,15 +161,17 @@ def ship_classifier(dataset: str, src: Path, command: str, machine: str, note: s
         "command": command, "machine": machine, "torch": torch.__version__, "date": datetime.date.today().isoformat(),
         "note": note,
     }
-    reg = dict(classifier_registry())
-    reg[dataset] = entry
-    (HERE / "classifiers.json").write_text(json.dumps(reg, indent=2) + "\n")
-    classifier_registry.cache_clear()
-    _write_card()
+    _record(classifier_registry, "classifiers.json", dataset, entry)
     return entry
 
 
-def _write_card() -> None:
+def _record(reader, file_name: str, key: str, entry: dict) -> None:
+    """Set ``key`` to ``entry`` in the registry file that ``reader`` reads (keeping the other entries), then
+    regenerate the card from both registries."""
+    reg = dict(reader())
+    reg[key] = entry
+    (HERE / file_name).write_text(json.dumps(reg, indent=2) + "\n")
+    reader.cache_clear()
     (HERE / "MODEL_CARD.md").write_text(model_card(registry(), classifier_registry()))
 
 
