@@ -47,35 +47,35 @@ lab: $(STAMP) ## JupyterLab in notebooks/
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 lint: $(STAMP) ## ruff on .py and .ipynb, and check notebooks carry no outputs
-	$(VENV)/bin/ruff check ddpm_lib tests benchmarks notebooks
+	$(VENV)/bin/ruff check ddpm_lib tests benchmarks tools notebooks
 	$(VENV)/bin/nbstripout --keep-id --verify $(NOTEBOOKS)
 
 student: $(STAMP) ## student copies (solutions removed) into build/student/
-	$(PY) -m ddpm_lib.student notebooks build/student
+	$(PY) -m ddpm_lib.course.student notebooks build/student
 
 grade: $(STAMP) ## grade a class: make grade SUBMISSIONS=dir [OUT=grades.csv] [TIMEOUT=600] (dir/<student>/*.ipynb)
 	@test -n "$(SUBMISSIONS)" || { echo "make grade: set SUBMISSIONS=dir, the folder holding one sub-folder of notebooks per student." >&2; exit 2; }
-	$(PY) -m ddpm_lib.grade "$(SUBMISSIONS)" --out "$(or $(OUT),grades.csv)" --timeout "$(or $(TIMEOUT),600)"
+	$(PY) -m ddpm_lib.course.grade "$(SUBMISSIONS)" --out "$(or $(OUT),grades.csv)" --timeout "$(or $(TIMEOUT),600)"
 
 data: $(STAMP) ## download Fashion-MNIST and CIFAR-10 into the data dir (needs internet)
-	$(PY) -m ddpm_lib.data download fashion_mnist cifar10
+	$(PY) -m ddpm_lib.data.sources download fashion_mnist cifar10
 
 fid-weights: $(STAMP) ## download the Inception-v3 FID weights (pt_inception, 91 MB) into the data dir (needs internet)
-	$(PY) -m ddpm_lib.features download --variant fid
+	$(PY) -m ddpm_lib.evaluation.features download --variant fid
 
 WEIGHTS_RUNS ?= runs/weights
 weights: $(STAMP) ## retrain the starter weights and FID classifiers in ddpm_lib/pretrained (real data in DDPM_DATA_DIR; hours on a CPU, see MODEL_CARD.md)
-	$(PY) -m ddpm_lib.classifier train --dataset fashion_mnist --steps 600 --out $(WEIGHTS_RUNS)/classifier-fashion_mnist.pt
-	$(PY) -m ddpm_lib.pretrained.build fashion_mnist --classifier $(WEIGHTS_RUNS)/classifier-fashion_mnist.pt \
+	$(PY) -m ddpm_lib.evaluation.classifier train --dataset fashion_mnist --steps 600 --out $(WEIGHTS_RUNS)/classifier-fashion_mnist.pt
+	$(PY) -m tools.build_pretrained fashion_mnist --classifier $(WEIGHTS_RUNS)/classifier-fashion_mnist.pt \
 		--command "make weights" --machine "$$(uname -m), $$(nproc) cores"
-	$(PY) -m ddpm_lib.classifier train --dataset cifar10 --steps 1000 --out $(WEIGHTS_RUNS)/classifier-cifar10.pt
-	$(PY) -m ddpm_lib.pretrained.build cifar10 --classifier $(WEIGHTS_RUNS)/classifier-cifar10.pt \
+	$(PY) -m ddpm_lib.evaluation.classifier train --dataset cifar10 --steps 1000 --out $(WEIGHTS_RUNS)/classifier-cifar10.pt
+	$(PY) -m tools.build_pretrained cifar10 --classifier $(WEIGHTS_RUNS)/classifier-cifar10.pt \
 		--command "make weights" --machine "$$(uname -m), $$(nproc) cores"
 	$(PY) -m ddpm_lib train --recipe fashion_mnist_cpu --out $(WEIGHTS_RUNS)/fashion_mnist --resume
-	$(PY) -m ddpm_lib.pretrained.build fashion_mnist --run $(WEIGHTS_RUNS)/fashion_mnist --recipe fashion_mnist_cpu \
+	$(PY) -m tools.build_pretrained fashion_mnist --run $(WEIGHTS_RUNS)/fashion_mnist --recipe fashion_mnist_cpu \
 		--command "make weights" --machine "$$(uname -m), $$(nproc) cores"
 	$(PY) -m ddpm_lib train --recipe cifar10_cpu --out $(WEIGHTS_RUNS)/cifar10 --resume
-	$(PY) -m ddpm_lib.pretrained.build cifar10 --run $(WEIGHTS_RUNS)/cifar10 --recipe cifar10_cpu \
+	$(PY) -m tools.build_pretrained cifar10 --run $(WEIGHTS_RUNS)/cifar10 --recipe cifar10_cpu \
 		--command "make weights" --machine "$$(uname -m), $$(nproc) cores"
 
 bench: $(STAMP) ## speed of ddpm_lib's UNet against diffusers' UNet2DModel

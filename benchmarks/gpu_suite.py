@@ -29,7 +29,7 @@ section that would overrun the budget is skipped and says so):
 5. ``unet_throughput``: ``cifar10_ddpm`` at batch 128, a training step (forward + MSE + backward +
    AdamW) and an inference forward, for fp32, bf16, bf16 + channels_last, bf16 + channels_last +
    ``torch.compile``, and diffusers' ``UNet2DModel`` at the same architecture and weights
-   (``ddpm_lib.diffusers_compat``) when diffusers is importable; all interleaved in one process
+   (``ddpm_lib.models.diffusers_compat``) when diffusers is importable; all interleaved in one process
    (``benchmarks/timing.py``), speedups as paired per-round ratios with their spread.
 
 ``--smoke`` runs every section on the CPU with tiny sizes (the ``tiny`` UNet, a few steps, FAST-mode
@@ -148,7 +148,7 @@ def environment(suite: Suite) -> dict:
                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
                    bf16_supported=torch.cuda.is_bf16_supported())
     else:
-        from ddpm_lib.train_config import cpu_has_native_bf16
+        from ddpm_lib.training.config import cpu_has_native_bf16
 
         env.update(gpu=None, bf16_supported=cpu_has_native_bf16(),  # native bf16 on this CPU (AVX512-BF16, AMX)
                    note="no CUDA GPU: smoke mode" if suite.smoke else "no CUDA GPU found")
@@ -173,7 +173,7 @@ def unet_throughput(suite: Suite, device) -> dict:
     import torch.nn.functional as F
 
     from benchmarks.unet_throughput import DiffusersAdapter, count_flops
-    from ddpm_lib.unet import UNet
+    from ddpm_lib.models.unet import UNet
 
     s = suite.size
     torch.manual_seed(0)
@@ -194,7 +194,7 @@ def unet_throughput(suite: Suite, device) -> dict:
     res = {"preset": s["unet_preset"], "batch": B, "params": sum(q.numel() for q in base.parameters()),
            "rounds": s["rounds"], "steps_per_round": s["steps"]}
     try:
-        from ddpm_lib.diffusers_compat import to_diffusers
+        from ddpm_lib.models.diffusers_compat import to_diffusers
 
         theirs = to_diffusers(base)
         with torch.no_grad():
@@ -273,7 +273,7 @@ def unet_throughput(suite: Suite, device) -> dict:
 def recipe_config(suite: Suite, recipe: str, run: str, **overrides):
     """``TrainConfig.from_recipe(recipe, ...)`` with the suite's run folder; in smoke mode shrunk to the
     ``tiny`` UNet, a few images, bf16 instead of fp16 (which needs CUDA)."""
-    from ddpm_lib.train_config import TrainConfig
+    from ddpm_lib.training.config import TrainConfig
 
     over = dict(out_dir=str(suite.work / "runs" / run), overwrite=True, resume=False, progress=False,
                 checkpoint_every=0, sample_every=0, log_every=5, tensorboard=False, seed=0)
@@ -295,9 +295,9 @@ def train_run(cfg) -> dict:
     compilation, reported apart)."""
     import numpy as np
 
-    from ddpm_lib.monitor import read_metrics
     from ddpm_lib.settings import seed_everything
-    from ddpm_lib.trainer import Trainer
+    from ddpm_lib.training.monitor import read_metrics
+    from ddpm_lib.training.trainer import Trainer
 
     seed_everything(cfg.seed)
     t = time.monotonic()
@@ -337,7 +337,7 @@ def trainer_paths(suite: Suite) -> dict:
 
 
 def recipes(suite: Suite) -> dict:
-    from ddpm_lib.train_config import TrainConfig
+    from ddpm_lib.training.config import TrainConfig
 
     s = suite.size
     out = {}
@@ -381,7 +381,7 @@ def starter(suite: Suite) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ddpm_lib.monitor import plot_metrics
+    from ddpm_lib.training.monitor import plot_metrics
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     plot_metrics(cfg.out_dir, ax=ax, title=f"starter CIFAR-10 model: {res['steps']} steps of {cfg.batch_size}")
@@ -390,7 +390,7 @@ def starter(suite: Suite) -> dict:
     plt.close(fig)
 
     # grids, one row per class, at each guidance scale
-    from ddpm_lib.samplers import sample
+    from ddpm_lib.diffusion.samplers import sample
     from ddpm_lib.viz import save_grid
 
     model = trainer.ema_model()
@@ -404,7 +404,7 @@ def starter(suite: Suite) -> dict:
     res["grids"] = [f"grid_w{w:g}.png" for w in GUIDANCE]
 
     # FID with the course's classifier features against the real test images
-    from ddpm_lib.evaluate import evaluate
+    from ddpm_lib.evaluation.evaluate import evaluate
 
     res["fid"] = {}
     for w in GUIDANCE:
@@ -424,9 +424,9 @@ def starter(suite: Suite) -> dict:
 def export(suite: Suite, final: Path, res: dict, cfg) -> dict:
     """The slim checkpoint (fp16 EMA weights) and its model card into ``--out``."""
     try:
-        from ddpm_lib.runs import export_slim
+        from ddpm_lib.training.checkpoint import export_slim
     except ImportError:
-        from ddpm_lib.checkpoint import export_slim  # older layout
+        from ddpm_lib.training.checkpoint import export_slim  # older layout
     target = export_slim(final, suite.out / "cifar10.pt")
     size = target.stat().st_size
     env = suite.results["sections"].get("environment", {})
@@ -435,7 +435,7 @@ def export(suite: Suite, final: Path, res: dict, cfg) -> dict:
     card = f"""# ddpm_lib starter model: CIFAR-10, class-conditional
 
 Trained by `benchmarks/gpu_suite.py` ({suite.results['mode']} mode) on {env.get('gpu') or 'a CPU'}, torch
-{env.get('torch')}, {suite.results['started']}. Loaded by `ddpm_lib.pretrained.load("cifar10")`.
+{env.get('torch')}, {suite.results['started']}. Loaded by `ddpm_lib.loading.load_model("pretrained:cifar10")`.
 
 - Architecture: the `cifar10_cpu` recipe's UNet (`preset={cfg.preset}`, overrides `{json.dumps(cfg.unet)}`),
   {res['params']:,} parameters, class-conditional (10 classes + the null class), epsilon prediction,

@@ -1,7 +1,7 @@
 """Images per second of the full DDPM training step, for the course's presets and speed switches.
 
 One step = sample t and noise, build x_t (fp32), UNet forward (+ loss) under the chosen precision,
-backward, gradient clipping at 1.0, AdamW step, EMA update - exactly what ``ddpm_lib.trainer``
+backward, gradient clipping at 1.0, AdamW step, EMA update - exactly what ``ddpm_lib.training.trainer``
 does per step, with the batch already on the device (so data loading is not measured).
 Configurations: preset x precision (fp32, bf16 autocast) x mode (eager, torch.compile) x dropout.
 
@@ -33,10 +33,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.timing import fmt_speedup, interleaved_times, median_spread, speedup  # noqa: E402
-from ddpm_lib.ema import EMA  # noqa: E402
-from ddpm_lib.losses import training_loss  # noqa: E402
-from ddpm_lib.schedules import make_schedule  # noqa: E402
-from ddpm_lib.unet import PRESETS, UNet  # noqa: E402
+from ddpm_lib.diffusion.losses import training_loss  # noqa: E402
+from ddpm_lib.diffusion.schedules import make_schedule  # noqa: E402
+from ddpm_lib.models.ema import EMA  # noqa: E402
+from ddpm_lib.models.unet import PRESETS, UNet  # noqa: E402
 
 
 def make_step(model, schedule, x, precision: str, compiled: bool):

@@ -2,7 +2,7 @@
 
 Both models are built at a matched configuration (same channels per level, residual blocks,
 attention placement and heads, GroupNorm groups, time-embedding width, dropout); the script loads
-ddpm_lib's weights into the diffusers model (``ddpm_lib.diffusers_compat.to_diffusers``) and checks
+ddpm_lib's weights into the diffusers model (``ddpm_lib.models.diffusers_compat.to_diffusers``) and checks
 both give the same output before timing, so the two really compute the same function. It then times, interleaved round by round (A B, B A,
 A B, ...; warm-up first; ``benchmarks/timing.py``):
 
@@ -36,8 +36,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.timing import fmt_speedup, interleaved_times, speedup  # noqa: E402
-from ddpm_lib.diffusers_compat import to_diffusers  # noqa: E402
-from ddpm_lib.unet import PRESETS, UNet, UNetConfig  # noqa: E402
+from ddpm_lib.models.diffusers_compat import to_diffusers  # noqa: E402
+from ddpm_lib.models.unet import PRESETS, UNet, UNetConfig  # noqa: E402
 
 
 class DiffusersAdapter(torch.nn.Module):

@@ -3,34 +3,46 @@
 Importing ``ddpm_lib`` is cheap: it loads no submodule. Import what you need::
 
     from ddpm_lib.settings import settings, seed_everything
-    from ddpm_lib.data import load_dataset
+    from ddpm_lib.data.sources import load_dataset
 
-Modules, roughly in course order:
+Layers, lowest first; a module imports only its own layer and the ones before it (``tests/test_layers.py``
+checks it with ``tools/import_graph.py``). Each subpackage's docstring gives its reading order.
 
-- ``settings``: FAST mode, data/runs folders, device, ``seed_everything`` (one place for every switch).
-- ``data``: Fashion-MNIST, CIFAR-10, image folders and array files as [-1, 1] tensors; the offline error;
-  ``image_datasets``: the Dataset classes behind it; ``standins``: the synthetic stand-ins FAST mode
-  uses when real data is missing.
-- ``viz``: show and save image grids and GIFs.
-- ``schedules``: noise schedules (linear, cosine, sigmoid, quadratic) and their derived quantities.
-- ``forward``: the forward process q(x_t | x_0) (eq. 4), the posterior (eqs. 6-7), eps/x0/v conversions.
-- ``embeddings``, ``blocks``, ``unet``: timestep embeddings, ResBlock/attention, the UNet.
-  ``diffusers_compat``: export the UNet to diffusers' UNet2DModel (tests and benchmarks check against it).
-- ``losses``, ``ema``, ``checkpoint``, ``train_config``, ``trainer``, ``distributed``: training
-  (Algorithm 1); ``monitor``: a run's metrics.csv, read and plotted.
-- ``samplers``: DDPM ancestral sampling (Algorithm 2), DDIM, DPM-Solver++, classifier-free guidance.
-- ``toy``: a Gaussian mixture with its exact optimal denoiser, to test samplers without training;
-  ``empirical``: the exact denoiser of a finite training set (the training loss's optimum, which memorises).
-- ``features``, ``metrics``, ``classifier``, ``evaluate``: FID, KID, Inception Score.
-- ``exercises``: the checkers for the notebooks' exercises; ``student``: ``make student``.
+- utilities: ``settings`` (mode, folders, device, seeds), ``files`` (atomic writes, ``NoSpaceError``,
+  sha256), ``progress``, ``viz`` (image grids, GIFs), ``command_line`` (one-line errors for every
+  entry point), ``pretrained`` (the starter-weight files and their registries).
+- ``diffusion``: schedules, the forward process, losses, samplers, exact toy denoisers.
+- ``models``: timestep embeddings, blocks, the UNet, EMA, the diffusers export.
+- ``data``: datasets as [-1, 1] tensors, synthetic stand-ins, batches.
+- ``training``: recipes, ``TrainConfig``, the Trainer and its callbacks, checkpoints, run folders.
+- ``loading``: a model rebuilt from a checkpoint or ``pretrained:NAME`` (``load_model``).
+- ``evaluation``: FID, KID, Inception Score, the feature classifier.
+- ``course``: the exercises' checkers, student copies, grading, which model a notebook shows.
+- ``cli``: ``python -m ddpm_lib train | sample | evaluate``.
 
-Each notebook's setup cell calls :func:`require` with the version it was written for, so a notebook
-and an older installed library never drift silently.
+The notebooks and the modules each is about (it builds their ideas in a few lines, then imports them):
+
+| notebook | modules |
+|---|---|
+| 00 welcome | ``settings``, ``data.sources``, ``viz``, ``training.recipes`` |
+| 01 forward process | ``diffusion.forward``, ``diffusion.schedules`` |
+| 02 noise schedules | ``diffusion.schedules`` |
+| 03 UNet blocks | ``models.embeddings``, ``models.blocks``, ``models.unet`` |
+| 04 training | ``diffusion.losses``, ``models.ema``, ``training`` (recipes, config, trainer, monitor), ``loading`` |
+| 05 sampling | ``diffusion.samplers``, ``diffusion.toy``, ``diffusion.empirical``, ``course.model_choice`` |
+| 06 CIFAR-10 | ``training`` (the ``cifar10_*`` recipes), ``loading``, ``course.model_choice`` |
+| 07 evaluation | ``evaluation`` (metrics, features, classifier, evaluate) |
+
+Every notebook checks its exercises with ``course.exercises``. Each notebook's setup cell calls
+:func:`require` with the version it was written for, so a notebook and an older installed library never
+drift silently.
 """
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+from pathlib import Path
+
+__version__ = "0.3.0"
 
 # The git URL the notebooks' Colab cell installs from; each release is tagged ``v<__version__>``
 # (README, "Releasing").
@@ -75,7 +87,6 @@ def require(min_version: str) -> str:
         raise ValueError(f"require: {min_version!r} is not a version like '0.2.0'.")
     if _version_tuple(__version__) >= _version_tuple(min_version):
         return __version__
-    from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
     if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir():

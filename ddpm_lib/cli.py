@@ -5,9 +5,9 @@
         --steps 20000 --checkpoint-every 1000 [--any-trainconfig-field value ...] [--resume]
     python -m ddpm_lib sample --ckpt runs/fmnist/final.pt --num 64 --sampler ddim --steps 50 \\
         --out grid.png [--out-dir pngs/] [--class 3] [--guidance 2.0] [--seed 0]
-    torchrun --nproc_per_node 4 -m ddpm_lib train ...        # several GPUs (see ddpm_lib.distributed)
+    torchrun --nproc_per_node 4 -m ddpm_lib train ...        # several GPUs (see ddpm_lib.training.distributed)
 
-Every :class:`~ddpm_lib.train_config.TrainConfig` field is an option (``--batch-size 64`` or
+Every :class:`~ddpm_lib.training.config.TrainConfig` field is an option (``--batch-size 64`` or
 ``--batch_size 64``; ``--unet '{"dropout": 0.0}'`` for a dict; ``none`` for an optional value; a bare
 ``--resume`` means true). Data come from ``DDPM_DATA_DIR``. Bad arguments print ONE line and exit
 with status 2; a non-finite loss or a full disk exit with status 1 (one line naming the last good
@@ -18,33 +18,42 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
+import json
+import math
+import os
 from pathlib import Path
 
-from ddpm_lib.samplers import SAMPLER_NAMES
+import torch
+from PIL import Image
+
+from ddpm_lib.command_line import (
+    CLIError,
+    OneLineParser,
+    add_sampling_options,
+    check_device,
+    fail,
+    finite_float,
+    run_guarded,
+)
+from ddpm_lib.diffusion.samplers import SAMPLER_NAMES, sample_batched
+from ddpm_lib.evaluation import evaluate
+from ddpm_lib.files import NoSpaceError
+from ddpm_lib.loading import load_model
+from ddpm_lib.settings import seed_everything
+from ddpm_lib.training import distributed as dist_utils
+from ddpm_lib.training.config import FIELD_HELP, TrainConfig, parse_field_value
+from ddpm_lib.training.recipes import get_recipe, recipes_table
+from ddpm_lib.training.runs import RunFolder
+from ddpm_lib.training.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
+from ddpm_lib.viz import save_grid, to_uint8
 
 PROG = "python -m ddpm_lib"
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line (no usage block, no traceback)."""
-
-    def error(self, message):  # noqa: D401 - argparse API
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        raise SystemExit(2)
-
 
 # ---------------------------------------------------------------------------------------------------
 # train
 
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
-    from ddpm_lib.recipes import recipes_table
-    from ddpm_lib.train_config import FIELD_HELP, TrainConfig
-
     p = subparsers.add_parser("train", help="train a diffusion model", description="Train a diffusion model "
                               "(every TrainConfig field is an option; --recipe NAME starts from a named recipe).",
                               epilog="recipes (--recipe NAME; any option still overrides):\n" + recipes_table(),
@@ -71,14 +80,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def build_train_config(args: argparse.Namespace):
-    import json
-
-    from ddpm_lib.train_config import TrainConfig, parse_field_value
-
     values = {}
     if getattr(args, "_recipe", None):
-        from ddpm_lib.recipes import get_recipe
-
         try:
             values.update(get_recipe(args._recipe).train)
         except ValueError as e:
@@ -108,13 +111,6 @@ def build_train_config(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import os
-
-    from ddpm_lib import distributed as dist_utils
-    from ddpm_lib.runs import NoSpaceError, RunFolder
-    from ddpm_lib.settings import seed_everything
-    from ddpm_lib.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
-
     cfg = build_train_config(args)
     if cfg.device is not None:
         check_device(cfg.device, "--device")
@@ -128,57 +124,22 @@ def run_train(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as e:  # RunError (resume refused, folder locked), data errors
         raise CLIError(str(e)) from None
     except NonFiniteLossError as e:
-        return _fail(f"{PROG} train: error: {e}", 1)
+        return fail(f"{PROG} train: error: {e}", 1)
     except NoSpaceError as e:
-        return _fail(f"{PROG} train: error: {e}", 1)
+        return fail(f"{PROG} train: error: {e}", 1)
     except TrainingInterrupted as e:
-        return _fail(f"{PROG} train: stopped by {e.signal_name} at step {e.step}; saved {e.checkpoint}; continue "
+        return fail(f"{PROG} train: stopped by {e.signal_name} at step {e.step}; saved {e.checkpoint}; continue "
                      f"with the same command and --resume", 130 if e.signal_name == "SIGINT" else 143)
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         good = RunFolder(cfg.out_dir).last_good_checkpoint()
         kept = f"the last good checkpoint is {good} (continue with --resume)" if good else "no checkpoint was saved"
-        return _fail(f"{PROG} train: interrupted at step {trainer.step} without saving; {kept}", 130)
+        return fail(f"{PROG} train: interrupted at step {trainer.step} without saving; {kept}", 130)
     finally:
         dist_utils.cleanup(trainer.dist)
     if trainer.dist.is_main:
         print(f"done: {result['step']} steps ({result['stopped']}), smoothed loss {result['smoothed_loss']:.4f}; "
               f"checkpoints and metrics.csv in {trainer.run.path}")
     return 0
-
-
-def _fail(line: str, code: int) -> int:
-    sys.stderr.write(" ".join(line.split()) + "\n")
-    return code
-
-
-def check_device(name: str, option: str = "--device"):
-    """``torch.device(name)``, or a CLIError when it is not a device name or not present here."""
-    import torch
-
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise CLIError(f"{option}: {name!r} is not a device name: use cpu, cuda, cuda:1 or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"{option} {name}: no CUDA GPU is available here: use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise CLIError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise CLIError(f"{option} {name}: Apple's mps is not available here: use --device cpu")
-    return dev
-
-
-def finite_float(text: str) -> float:
-    """argparse type: a finite number (``nan`` and ``inf`` are refused)."""
-    import math
-
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return x
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -188,35 +149,18 @@ def finite_float(text: str) -> float:
 def add_sample_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("sample", help="draw samples from a checkpoint",
                               description="Draw samples from a trained checkpoint and save a PNG grid.")
-    p.add_argument("--ckpt", required=True,
-                   help="checkpoint file (final.pt, best.pt, latest.pt), or pretrained:fashion_mnist / pretrained:cifar10")
-    p.add_argument("--num", type=int, default=64, help="number of images (default 64)")
-    p.add_argument("--sampler", default="ddim", choices=SAMPLER_NAMES, help="sampler (default ddim)")
-    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50; ddpm: 0 = all T)")
+    add_sampling_options(p, SAMPLER_NAMES, num=64, batch=256)
     p.add_argument("--eta", type=finite_float, default=0.0, help="DDIM eta (0: deterministic)")
     p.add_argument("--out", default="samples.png", help="grid PNG to write (default samples.png)")
     p.add_argument("--out-dir", default=None, help="also write every image as its own PNG into this folder")
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square)")
     p.add_argument("--class", dest="class_label", type=int, default=None,
                    help="class label for a class-conditional model (default: all classes in turn)")
-    p.add_argument("--guidance", type=finite_float, default=None, help="classifier-free guidance scale (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
-    p.add_argument("--batch", type=int, default=256, help="images per sampling batch (default 256)")
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")
     p.set_defaults(func=run_sample)
     return p
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    import math
-
-    import torch
-
-    from ddpm_lib.runs import load_model_from_checkpoint
-    from ddpm_lib.samplers import sample_batched
-    from ddpm_lib.viz import save_grid, to_uint8
-
     for name in ("num", "batch"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -229,7 +173,7 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.device is not None:
         check_device(args.device)
     try:
-        model, schedule, cfg = load_model_from_checkpoint(args.ckpt, use_ema=not args.no_ema, device=args.device)
+        model, schedule, cfg, _ = load_model(args.ckpt, use_ema=not args.no_ema, device=args.device)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         raise CLIError(str(e)) from None
     null = getattr(model, "null_class", None)
@@ -253,8 +197,6 @@ def run_sample(args: argparse.Namespace) -> int:
     path = save_grid(x, args.out, nrow=nrow)
     print(f"wrote {args.num} samples to {path}")
     if args.out_dir:
-        from PIL import Image
-
         d = Path(args.out_dir)
         d.mkdir(parents=True, exist_ok=True)
         u8 = to_uint8(x).permute(0, 2, 3, 1).numpy()
@@ -274,10 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     add_train_parser(sub)
     add_sample_parser(sub)
-    # --- evaluate: registered by ddpm_lib.evaluate (the evaluation module owns its options) ---------
-    from ddpm_lib import evaluate  # imported here: ddpm_lib.evaluate imports this module's helpers
-
-    evaluate.add_parser(sub)
+    evaluate.add_parser(sub)  # the evaluation module owns its options
     return parser
 
 
@@ -285,24 +224,3 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; user errors print one line (naming the option or file and the fix), exit 2."""
     args = build_parser().parse_args(argv)
     return run_guarded(f"{PROG} {args.command}", args)
-
-
-def run_guarded(prog: str, args: argparse.Namespace) -> int:
-    """``args.func(args)`` with user errors as one line naming ``prog`` (exit 2); also used by
-    ``python -m ddpm_lib.evaluate``."""
-    try:
-        rc = args.func(args)
-    except CLIError as e:
-        return _fail(f"{prog}: error: {e}", 2)
-    except (OSError, ValueError) as e:  # e.g. from evaluate, or an --out that cannot be written: still one line
-        return _fail(f"{prog}: error: {type(e).__name__}: {_last_line(e)}", 2)
-    return rc if isinstance(rc, int) else 0
-
-
-def _last_line(e: BaseException) -> str:
-    """The message of ``e``; for an error re-raised by a DataLoader worker, its last line (the original message)."""
-    text = str(e)
-    if "Original Traceback" in text:
-        lines = [ln for ln in text.splitlines() if ln.strip()]
-        return lines[-1].split(": ", 1)[-1] if lines else text
-    return text

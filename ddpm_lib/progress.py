@@ -131,7 +131,7 @@ def progress_bar(iterable=None, *, disable: bool = False, every_s: float | None 
     ``every_s`` sets the seconds between two lines in a log.
     """
     if disable or is_interactive(kwargs.get("file")):
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # tqdm only for an interactive bar; a log gets plain lines
 
         return tqdm(iterable, disable=disable, **kwargs)
     return LineProgress(iterable, disable=disable, every_s=every_s, **kwargs)

@@ -3,9 +3,8 @@
 Every notebook and script reads its sizes from here instead of hard-coding numbers twice::
 
     from ddpm_lib.settings import settings, seed_everything
-    steps = settings.train_steps                  # 60 in fast mode, 20_000 in gpu mode
     batch = settings.pick(full=128, fast=16, cpu=64)
-    recipe = settings.recipe("fashion_mnist")     # "fashion_mnist_cpu" in cpu mode (ddpm_lib.recipes)
+    recipe = settings.recipe("fashion_mnist")     # "fashion_mnist_cpu" in cpu mode (ddpm_lib.training.recipes)
 
 Three modes (``settings.mode``):
 
@@ -26,14 +25,16 @@ Environment variables (read when the module is imported; call ``reload_settings(
   per-user cache folder elsewhere (:func:`default_dirs`), never a folder inside ``notebooks/``.
 - ``DDPM_RUNS_DIR``: where training runs and checkpoints go. Default: ``runs/`` beside the data dir.
 - ``DDPM_DEVICE``: force ``cpu``, ``cuda``, ``cuda:1`` or ``mps``. Default: the best one available.
-- ``DDPM_OFFLINE``: ``1`` never tries to download datasets (read by :mod:`ddpm_lib.data`, which otherwise
+- ``DDPM_OFFLINE``: ``1`` never tries to download datasets (read by :mod:`ddpm_lib.data.sources`, which otherwise
   downloads missing files on first use).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,6 @@ def _repo_root() -> Path | None:
 
 def _user_cache_dir() -> Path:
     """The platform's per-user cache folder for ddpm-course (XDG on Linux, ~/Library/Caches on macOS)."""
-    import sys
 
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Caches" / "ddpm-course"
@@ -77,7 +77,6 @@ def default_dirs() -> tuple[Path, Path]:
     else ``/content/data`` and ``/content/runs`` on Colab (its working folder); else ``data/`` and
     ``runs/`` in the per-user cache folder. Never relative to the current folder, so running a
     notebook from ``notebooks/`` with an installed ddpm_lib writes nothing there."""
-    import sys
 
     root = _repo_root()
     if root is None and ("google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ):
@@ -126,7 +125,6 @@ class Settings:
     device: torch.device
     # sizes that FAST mode shrinks (value for the current mode)
     num_timesteps: int  # diffusion steps T
-    train_steps: int  # optimizer steps in the training notebooks
     batch_size: int
     max_train_images: int | None  # None = the whole dataset
     unet_preset: str  # the Fashion-MNIST model
@@ -148,7 +146,7 @@ class Settings:
         return full
 
     def recipe(self, dataset: str) -> str:
-        """The :mod:`ddpm_lib.recipes` name this mode trains ``dataset`` with, e.g. ``fashion_mnist_cpu``."""
+        """The :mod:`ddpm_lib.training.recipes` name this mode trains ``dataset`` with, e.g. ``fashion_mnist_cpu``."""
         return f"{dataset}_{self.mode}"
 
     def run_dir(self, name: str) -> Path:
@@ -186,19 +184,12 @@ def load_settings() -> Settings:
         runs_dir=runs_dir,
         device=device,
         num_timesteps=pick(1000, 100),
-        train_steps=pick(20_000, 60, cpu=_recipe_steps("fashion_mnist_cpu")),
         batch_size=pick(128, 16, cpu=64),
         max_train_images=pick(None, 512),
         unet_preset=pick("fashion_mnist", "tiny", cpu="fashion_mnist_cpu"),
         sample_steps=pick(50, 10),
         num_samples=pick(64, 16),
     )
-
-
-def _recipe_steps(name: str) -> int:
-    from ddpm_lib.recipes import RECIPES  # recipes imports nothing from here at import time
-
-    return int(RECIPES[name].train["steps"])
 
 
 def _read_mode(device: torch.device) -> str:
@@ -227,7 +218,6 @@ def reload_settings() -> Settings:
     ``settings`` is updated in place, so every ``from ddpm_lib.settings import settings`` made earlier
     sees the new values too (the returned object is a separate snapshot).
     """
-    import dataclasses
 
     fresh = load_settings()
     for f in dataclasses.fields(Settings):

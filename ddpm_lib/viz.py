@@ -1,7 +1,7 @@
 """Showing and saving images that live in [-1, 1] (the scale DDPM works in).
 
 The one mapping used everywhere: ``pixel = round((x + 1) * 127.5)`` after clamping ``x`` to [-1, 1],
-so -1 -> 0 (black), 0 -> 128, 1 -> 255 (white); the inverse of the data scaling in :mod:`ddpm_lib.data`.
+so -1 -> 0 (black), 0 -> 128, 1 -> 255 (white); the inverse of the data scaling in :mod:`ddpm_lib.data.sources`.
 
 - :func:`to_uint8_grid`: a batch -> one uint8 image (H, W, C) with the images tiled ``nrow`` per row.
 - :func:`show_images`: draw that grid with matplotlib (works headless); returns the figure.
@@ -11,6 +11,7 @@ so -1 -> 0 (black), 0 -> 128, 1 -> 255 (white); the inverse of the data scaling 
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Sequence
@@ -18,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
+from ddpm_lib.files import atomic_write
 
 
 def _as_batch(x) -> torch.Tensor:
@@ -82,7 +86,7 @@ def show_images(x, nrow: int = 8, title: str | None = None, ax=None, *, padding:
     Returns the new ``Figure`` (or ``ax`` when one is given). In a notebook write ``fig = show_images(x)``
     or ``_ = show_images(x)``: a figure left as a cell's last value is drawn twice.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is heavy: only when showing images
 
     grid = to_uint8_grid(x, nrow=nrow, padding=padding, pad_value=255)
     if ax is None:
@@ -107,8 +111,6 @@ def show_images(x, nrow: int = 8, title: str | None = None, ax=None, *, padding:
 
 
 def _pil(grid: np.ndarray, scale: int = 1):
-    from PIL import Image
-
     im = Image.fromarray(grid[:, :, 0], mode="L") if grid.shape[2] == 1 else Image.fromarray(grid, mode="RGB")
     if scale != 1:
         if not isinstance(scale, int) or scale < 1:
@@ -119,9 +121,6 @@ def _pil(grid: np.ndarray, scale: int = 1):
 
 def save_grid(x, path: str | os.PathLike, nrow: int = 8, *, padding: int = 2, scale: int = 1) -> Path:
     """Save [-1, 1] images as one PNG grid, atomically (parent folders created). Returns the path."""
-    import io
-
-    from ddpm_lib.runs import atomic_write
 
     buf = io.BytesIO()
     _pil(to_uint8_grid(x, nrow=nrow, padding=padding), scale).save(buf, format="PNG")

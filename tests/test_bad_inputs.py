@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from ddpm_lib.cli import main
-from ddpm_lib.runs import RunFolder, load_checkpoint, save_checkpoint
+from ddpm_lib.training.checkpoint import load_checkpoint, save_checkpoint
+from ddpm_lib.training.runs import RunFolder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -263,11 +264,11 @@ def test_bad_input_in_a_real_process(world):
 
 
 def test_evaluate_module_entry_point_gives_one_line(world):
-    """``python -m ddpm_lib.evaluate`` (the module's own main) follows the same contract as the CLI."""
+    """``python -m ddpm_lib.evaluation.evaluate`` (the module's own main) follows the same contract as the CLI."""
     cases = {"missing.pt": ["--ckpt", str(world / "missing.pt"), "--device", "cpu", "--num", "4"],
              "--num": ["--ckpt", str(world / "done" / "final.pt"), "--num", "many"]}
     for needle, argv in cases.items():
-        p = subprocess.run([sys.executable, "-m", "ddpm_lib.evaluate", *argv], capture_output=True, text=True,
+        p = subprocess.run([sys.executable, "-m", "ddpm_lib.evaluation.evaluate", *argv], capture_output=True, text=True,
                            timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "",
                                              "PYTHONPATH": str(Path(__file__).parents[1])})
         assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr

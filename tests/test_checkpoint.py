@@ -9,7 +9,8 @@ import time
 import pytest
 import torch
 
-from ddpm_lib.checkpoint import (
+from ddpm_lib.models.unet import UNet
+from ddpm_lib.training.checkpoint import (
     CheckpointMismatchError,
     get_rng_state,
     load_checkpoint,
@@ -17,7 +18,6 @@ from ddpm_lib.checkpoint import (
     model_config_dict,
     save_checkpoint,
 )
-from ddpm_lib.unet import UNet
 
 BIG = torch.arange(1_000_000, dtype=torch.float32)  # ~4 MB per file, so a kill often lands mid-write
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ddpm_lib.classifier import (
+from ddpm_lib.evaluation.classifier import (
     ClassifierConfig,
     FeatureClassifier,
     accuracy,

@@ -14,22 +14,26 @@ from pathlib import Path
 import pytest
 
 import ddpm_lib
-from ddpm_lib.train_config import FIELD_HELP, TrainConfig
+from ddpm_lib.training.config import FIELD_HELP, TrainConfig
 
 PKG = Path(ddpm_lib.__file__).parent
 
 
 def modules_with_main() -> list[str]:
+    """Dotted names below ddpm_lib (``evaluation.evaluate``) of the modules that define ``main``."""
     names = []
-    for info in pkgutil.iter_modules([str(PKG)]):
-        src = (PKG / f"{info.name}.py").read_text(encoding="utf-8") if (PKG / f"{info.name}.py").is_file() else ""
+    for info in pkgutil.walk_packages(ddpm_lib.__path__, "ddpm_lib."):
+        name = info.name.removeprefix("ddpm_lib.")
+        file = PKG.joinpath(*name.split(".")).with_suffix(".py")
+        src = file.read_text(encoding="utf-8") if file.is_file() else ""
         if re.search(r"^def main\(", src, re.M):
-            names.append(info.name)
+            names.append(name)
     return sorted(names)
 
 
 def test_the_known_entry_points_are_found():
-    assert {"cli", "classifier", "data", "evaluate", "features", "student"} <= set(modules_with_main())
+    assert {"cli", "evaluation.classifier", "data.sources", "evaluation.evaluate", "evaluation.features",
+            "course.student", "course.grade"} <= set(modules_with_main())
 
 
 def walk(parser: argparse.ArgumentParser, path: str):
@@ -61,11 +65,11 @@ def test_help_exits_0_and_every_option_is_described(name, capsys):
 def test_every_trainconfig_field_has_one_description():
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(FIELD_HELP) == fields, (
-        f"ddpm_lib.train_config.FIELD_HELP must describe exactly the TrainConfig fields: missing "
+        f"ddpm_lib.training.config.FIELD_HELP must describe exactly the TrainConfig fields: missing "
         f"{sorted(fields - set(FIELD_HELP))}, extra {sorted(set(FIELD_HELP) - fields)}")
     assert all("\n" not in h and len(h) > 10 for h in FIELD_HELP.values())
 
 
 def test_student_help_in_a_real_process():
-    p = subprocess.run([sys.executable, "-m", "ddpm_lib.student", "--help"], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-m", "ddpm_lib.course.student", "--help"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "OUT_DIR" in p.stdout, p.stderr

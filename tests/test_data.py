@@ -1,4 +1,4 @@
-"""ddpm_lib.data: formats, scaling, padding, flips, loaders, the offline error and FAST stand-ins.
+"""ddpm_lib.data.sources: formats, scaling, padding, flips, loaders, the offline error and FAST stand-ins.
 
 Every test builds its own tiny files in tmp_path (never ../shared, never the repo's data/); file
 contents are checked against torchvision's own readers or against values written by hand.
@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm_lib import data
+from ddpm_lib.data import sources as data
 
 # gpu mode (no stand-in fallback) on this CPU-only machine warns about its cost: expected here
 pytestmark = pytest.mark.filterwarnings("ignore:DDPM_MODE=gpu without a CUDA GPU")

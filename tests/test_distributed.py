@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from ddpm_lib.monitor import read_metrics
+from ddpm_lib.training.monitor import read_metrics
 
 
 def test_two_process_gloo_run(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from ddpm_lib.ema import EMA, ema_decay_at
+from ddpm_lib.models.ema import EMA, ema_decay_at
 
 
 class Scalar(nn.Module):

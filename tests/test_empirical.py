@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from ddpm_lib.empirical import EmpiricalDenoiser, nearest_neighbours
-from ddpm_lib.losses import training_loss
-from ddpm_lib.samplers import sample
-from ddpm_lib.schedules import make_schedule
+from ddpm_lib.diffusion.empirical import EmpiricalDenoiser, nearest_neighbours
+from ddpm_lib.diffusion.losses import training_loss
+from ddpm_lib.diffusion.samplers import sample
+from ddpm_lib.diffusion.schedules import make_schedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import ddpm_lib.settings as settings_mod
-from ddpm_lib.classifier import FeatureClassifier, save_classifier, train_classifier
-from ddpm_lib.evaluate import balanced_labels, metrics_from_features
-from ddpm_lib.features import InceptionWeightsNotFoundError
+from ddpm_lib.evaluation.classifier import FeatureClassifier, save_classifier, train_classifier
+from ddpm_lib.evaluation.evaluate import balanced_labels, metrics_from_features
+from ddpm_lib.evaluation.features import InceptionWeightsNotFoundError
 
 
 @pytest.fixture()
@@ -23,7 +23,7 @@ def fast_settings(tmp_path, monkeypatch):
 
 
 def _tiny_run(tmp_path):
-    from ddpm_lib.trainer import TrainConfig, Trainer
+    from ddpm_lib.training.trainer import TrainConfig, Trainer
 
     cfg = TrainConfig(
         dataset="cifar10", preset="tiny", unet={"in_channels": 3, "out_channels": 3, "image_size": 16},
@@ -36,9 +36,9 @@ def _tiny_run(tmp_path):
 
 
 def test_cli_evaluate_and_guided_sample_end_to_end(tmp_path, fast_settings, capsys):
-    from ddpm_lib.checkpoint import load_model_from_checkpoint
     from ddpm_lib.cli import main as cli_main
-    from ddpm_lib.samplers import sample
+    from ddpm_lib.diffusion.samplers import sample
+    from ddpm_lib.loading import load_model
     from ddpm_lib.viz import to_uint8
 
     ckpt = _tiny_run(tmp_path)
@@ -68,7 +68,7 @@ def test_cli_evaluate_and_guided_sample_end_to_end(tmp_path, fast_settings, caps
     err = capsys.readouterr().err
     assert rc == 2 and "does not exist" in err and "make fid-weights" in err and err.count("\n") == 1
     with pytest.raises(InceptionWeightsNotFoundError):
-        from ddpm_lib.evaluate import evaluate
+        from ddpm_lib.evaluation.evaluate import evaluate
 
         evaluate(ckpt, num=2, features="inception", inception_weights=tmp_path / "no.pth")
 
@@ -76,7 +76,7 @@ def test_cli_evaluate_and_guided_sample_end_to_end(tmp_path, fast_settings, caps
     rc = cli_main(["sample", "--ckpt", str(ckpt), "--num", "3", "--steps", "2", "--class", "2", "--guidance", "3",
                    "--seed", "5", "--out", str(tmp_path / "g.png"), "--out-dir", str(tmp_path / "png"), "--device", "cpu"])
     assert rc == 0
-    model, schedule, _ = load_model_from_checkpoint(ckpt, device="cpu")
+    model, schedule, _, _ = load_model(ckpt, device="cpu")
     ref = sample(model, schedule, (3, 3, 16, 16), sampler="ddim", num_steps=2, labels=torch.full((3,), 2),
                  guidance_scale=3.0, generator=torch.Generator().manual_seed(5), progress=False)
     import numpy as np

@@ -1,4 +1,4 @@
-"""The checker contract (ddpm_lib.exercises): every checker hands back the function to use and records its outcome.
+"""The checker contract (ddpm_lib.course.exercises): every checker hands back the function to use and records its outcome.
 
 - not done (NotImplementedError): exactly one friendly line, no exception, the checker's reference returned;
 - correct: the student's own function returned;
@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from ddpm_lib import exercises
-from ddpm_lib.exercises import ExerciseError, load_all
+from ddpm_lib.course import exercises
+from ddpm_lib.course.exercises import ExerciseError, load_all
 
 CHECKERS = load_all()
 
@@ -60,7 +60,7 @@ def _wrong_everywhere(*args, **kwargs):
 
 
 def test_wrong_answer_raises_records_and_continues_when_grading(capsys, tmp_path, monkeypatch):
-    from ddpm_lib.exercises.guidance import check_cfg_mix
+    from ddpm_lib.course.exercises.guidance import check_cfg_mix
 
     log = tmp_path / "grades.jsonl"
     monkeypatch.setenv("DDPM_GRADE_LOG", str(log))
@@ -76,7 +76,7 @@ def test_wrong_answer_raises_records_and_continues_when_grading(capsys, tmp_path
 
 
 def test_student_exception_is_wrong_and_shows_only_the_students_frames(tmp_path, monkeypatch):
-    from ddpm_lib.exercises.guidance import check_cfg_mix
+    from ddpm_lib.course.exercises.guidance import check_cfg_mix
 
     monkeypatch.setenv("DDPM_GRADE_LOG", str(tmp_path / "log"))
 

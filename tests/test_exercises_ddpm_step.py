@@ -5,8 +5,8 @@ Each wrong step below is written the way a student would (with cumprod tables), 
 import pytest
 import torch
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.sampling import check_ddpm_step, check_posterior_mean
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.sampling import check_ddpm_step, check_posterior_mean
 
 
 def _tables(betas):

@@ -11,8 +11,8 @@ import scipy.stats
 import torch
 from torchmetrics.image.kid import poly_mmd
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.evaluation import (
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.evaluation import (
     check_fid,
     check_inception_score,
     check_kid,

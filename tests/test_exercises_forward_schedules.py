@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.forward import check_add_noise
-from ddpm_lib.exercises.schedules import check_cosine_schedule, reference_cosine_betas
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.forward import check_add_noise
+from ddpm_lib.course.exercises.schedules import check_cosine_schedule, reference_cosine_betas
 
 # ---------------------------------------------------------------------------------------------
 # add_noise (notebook 01)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.forward import check_posterior, check_q_step, reference_posterior
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.forward import check_posterior, check_q_step, reference_posterior
 
 # --- one step (eq. 2) ------------------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.guidance import check_cfg_mix
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.guidance import check_cfg_mix
 
 
 def test_accepts_the_formula(capsys):

@@ -1,13 +1,13 @@
 """Notebook 06's guided-prediction checker: one batch of 2B and two separate passes both pass; the named mistakes get
-their hints; the reference handed back agrees with ddpm_lib.samplers.guided_output on a conditional UNet."""
+their hints; the reference handed back agrees with ddpm_lib.diffusion.samplers.guided_output on a conditional UNet."""
 
 import pytest
 import torch
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.guidance import check_guided_output
-from ddpm_lib.samplers import guided_output
-from ddpm_lib.unet import UNet
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.guidance import check_guided_output
+from ddpm_lib.diffusion.samplers import guided_output
+from ddpm_lib.models.unet import UNet
 
 
 def one_batch(model, x_t, t, labels, w, null=None, swap=False, double_t=True):

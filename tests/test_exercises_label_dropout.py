@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.guidance import check_drop_labels, reference_drop_labels
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.guidance import check_drop_labels, reference_drop_labels
 
 
 def drop_where(labels, p, null_class, generator):

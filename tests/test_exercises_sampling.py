@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.sampling import (
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.sampling import (
     check_ddim_step,
     check_ddpm_step,
     check_posterior_mean,

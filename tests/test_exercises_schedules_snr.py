@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.schedules import (
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.schedules import (
     check_betas_from_alpha_bar,
     check_log_snr,
     reference_log_snr,

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.training import check_train_step, reference_train_step
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.training import check_train_step, reference_train_step
 
 
 def _loss(model, x0, t, noise, alpha_bars):

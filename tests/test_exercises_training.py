@@ -3,8 +3,12 @@
 import pytest
 import torch
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.training import check_diffusion_loss, check_ema_update, check_ema_warmup
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.training import (
+    check_diffusion_loss,
+    check_ema_update,
+    check_ema_warmup,
+)
 
 
 def loss_right(model, x0, t, noise, alpha_bars):

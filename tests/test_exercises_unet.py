@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from ddpm_lib.embeddings import timestep_embedding
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.unet import check_timestep_embedding
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.unet import check_timestep_embedding
+from ddpm_lib.models.embeddings import timestep_embedding
 
 
 def correct(t, dim):

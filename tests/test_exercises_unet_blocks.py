@@ -9,15 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.unet import check_multihead_attention, check_resblock_forward
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.unet import check_multihead_attention, check_resblock_forward
 
 # --- ResBlock forward ----------------------------------------------------------------------------
 
 
 def forward_via_library(block, x, emb):
-    """ddpm_lib.blocks.ResBlock with the block's weights loaded: an oracle written by someone else."""
-    from ddpm_lib.blocks import ResBlock
+    """ddpm_lib.models.blocks.ResBlock with the block's weights loaded: an oracle written by someone else."""
+    from ddpm_lib.models.blocks import ResBlock
 
     cin, cout = block.conv1.in_channels, block.conv1.out_channels
     lib = ResBlock(cin, cout, emb_dim=block.emb_proj.in_features, num_groups=block.norm1.num_groups,

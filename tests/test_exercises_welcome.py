@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lib.exercises import ExerciseError
-from ddpm_lib.exercises.welcome import check_to_model_range, check_to_pixels, reference_to_pixels
+from ddpm_lib.course.exercises import ExerciseError
+from ddpm_lib.course.exercises.welcome import (
+    check_to_model_range,
+    check_to_pixels,
+    reference_to_pixels,
+)
 
 
 def test_to_model_range_accepts_right_answers(capsys):
@@ -57,7 +61,7 @@ def test_not_written_yet_hands_back_a_working_reference():
 
 
 def test_reference_matches_the_endpoints():
-    from ddpm_lib.exercises.welcome import reference_to_model_range
+    from ddpm_lib.course.exercises.welcome import reference_to_model_range
 
     out = reference_to_model_range(torch.tensor([0, 255, 51], dtype=torch.uint8))
     assert out.tolist() == pytest.approx([-1.0, 1.0, -0.6])

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lib import runs
+from ddpm_lib import files
 from ddpm_lib.cli import main
-from ddpm_lib.monitor import read_metrics
-from ddpm_lib.runs import RunFolder, load_checkpoint
+from ddpm_lib.training.checkpoint import load_checkpoint
+from ddpm_lib.training.monitor import read_metrics
+from ddpm_lib.training.runs import RunFolder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +107,7 @@ def test_signal_saves_then_stops_and_keeps_a_second_trainer_out(data, tmp_path, 
 
 def test_disk_full_one_line_last_good_checkpoint_intact(data, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
-    real_write, saves = runs._write_all, []
+    real_write, saves = files._write_all, []
 
     def write(f, payload):  # the disk fills up at the second save of latest.pt, half-way through it
         if ".latest.pt." in f.name:
@@ -116,14 +117,14 @@ def test_disk_full_one_line_last_good_checkpoint_intact(data, tmp_path, monkeypa
                 raise OSError(errno.ENOSPC, "No space left on device")
         real_write(f, payload)
 
-    monkeypatch.setattr(runs, "_write_all", write)
+    monkeypatch.setattr(files, "_write_all", write)
     rc, _, err = run_main(argv(data, run, 4, "--checkpoint-every", "1"), capsys)
     assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err, err
     latest = run / "latest.pt"
     assert f"no space left on device while writing {latest}; the last good checkpoint {latest} is intact" in err
     assert load_checkpoint(latest)["step"] == 1  # the previous complete checkpoint
     assert not list(run.glob(".*.tmp")) and not (run / "final.pt").exists()
-    monkeypatch.setattr(runs, "_write_all", real_write)  # space freed: resume finishes the run
+    monkeypatch.setattr(files, "_write_all", real_write)  # space freed: resume finishes the run
     rc, _, err = run_main(argv(data, run, 4, "--checkpoint-every", "1", "--resume"), capsys)
     assert rc == 0, err
     assert load_checkpoint(run / "final.pt")["step"] == 4
@@ -133,8 +134,8 @@ def test_disk_full_before_any_checkpoint(tmp_path, monkeypatch):
     def full(f, payload):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(runs, "_write_all", full)
-    with pytest.raises(runs.NoSpaceError, match=r"while writing .*best.pt; no checkpoint had been saved yet"):
+    monkeypatch.setattr(files, "_write_all", full)
+    with pytest.raises(files.NoSpaceError, match=r"while writing .*best.pt; no checkpoint had been saved yet"):
         RunFolder(tmp_path / "r").save("best", {"step": 1})
     assert list((tmp_path / "r").iterdir()) == []  # no partial file, no temp file
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ddpm_lib import features as feats
+from ddpm_lib.evaluation import features as feats
 
 
 def test_missing_weights_error_names_file_places_and_fix(tmp_path, monkeypatch):

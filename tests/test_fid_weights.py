@@ -8,8 +8,8 @@ import io
 import pytest
 import torch.hub
 
-from ddpm_lib import features
-from ddpm_lib.features import (
+from ddpm_lib.evaluation import features
+from ddpm_lib.evaluation.features import (
     WeightsDownloadError,
     download_weights,
     fetch_verified,

@@ -7,8 +7,8 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from ddpm_lib import forward as F
-from ddpm_lib.schedules import make_schedule
+from ddpm_lib.diffusion import forward as F
+from ddpm_lib.diffusion.schedules import make_schedule
 
 
 def test_add_noise_matches_diffusers():

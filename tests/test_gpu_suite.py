@@ -57,8 +57,8 @@ def test_smoke_writes_what_the_gpu_run_writes(tmp_path):
     for w in (0, 1, 3):
         width, height = Image.open(out / f"grid_w{w}.png").size
         assert height > width * 10 / k * 0.9  # 10 rows (classes) of k images
-    from ddpm_lib.checkpoint import load_model_from_checkpoint
+    from ddpm_lib.loading import load_model
 
-    model, schedule, cfg = load_model_from_checkpoint(out / "cifar10.pt", device="cpu")
+    model, schedule, cfg, _ = load_model(out / "cifar10.pt", device="cpu")
     assert model.null_class == 10 and cfg.class_conditional and st["export"]["fits_package_limit"]
     assert "FID" in (out / "cifar10_card.md").read_text()

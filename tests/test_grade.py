@@ -1,4 +1,4 @@
-"""ddpm_lib.grade (make grade) on a small class: every exercise gets the right status, crashes and hangs included.
+"""ddpm_lib.course.grade (make grade) on a small class: every exercise gets the right status, crashes and hangs included.
 
 Three students hand in notebooks 00 and 02 (the whole course in the slow version):
 - alice: the unanswered student copies (make student)       -> every exercise "not done";
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ddpm_lib import grade, student
+from ddpm_lib.course import grade, student
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SMALL = ["00_welcome.ipynb", "02_noise_schedules.ipynb"]
@@ -138,7 +138,7 @@ def test_rows_for_missing_and_deleted_exercises():
 def test_exercises_are_read_from_checker_calls():
     nb = {"cells": [
         {"cell_type": "markdown", "source": "check_cosine_schedule(f) in prose does not count"},
-        {"cell_type": "code", "source": "from ddpm_lib.exercises.schedules import check_cosine_schedule\n"
+        {"cell_type": "code", "source": "from ddpm_lib.course.exercises.schedules import check_cosine_schedule\n"
                                         "def check_something_else(x): pass\ncheck_something_else(1)\n"
                                         "f = check_cosine_schedule(f)\ncheck_cosine_schedule(f)"},
         {"cell_type": "code", "source": ["g = check_add_noise(g)"]},

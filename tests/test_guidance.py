@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from ddpm_lib.losses import training_loss
-from ddpm_lib.samplers import DDIMSampler, guided_output, sample
-from ddpm_lib.schedules import make_schedule
-from ddpm_lib.unet import UNet
+from ddpm_lib.diffusion.losses import training_loss
+from ddpm_lib.diffusion.samplers import DDIMSampler, guided_output, sample
+from ddpm_lib.diffusion.schedules import make_schedule
+from ddpm_lib.models.unet import UNet
 
 NULL = 3
 
@@ -149,7 +149,7 @@ class LabelRecorder(nn.Module):
 def test_trainer_label_dropout_hits_the_null_class_at_the_configured_rate(tmp_path):
     from torch.utils.data import TensorDataset
 
-    from ddpm_lib.trainer import TrainConfig, Trainer
+    from ddpm_lib.training.trainer import TrainConfig, Trainer
 
     g = torch.Generator().manual_seed(0)
     ds = TensorDataset(torch.rand(128, 1, 8, 8, generator=g) * 2 - 1, torch.arange(128) % 10)

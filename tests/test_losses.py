@@ -1,11 +1,11 @@
-"""training_loss against closed forms computed here in float64 NumPy (not with ddpm_lib.forward)."""
+"""training_loss against closed forms computed here in float64 NumPy (not with ddpm_lib.diffusion.forward)."""
 
 import numpy as np
 import pytest
 import torch
 
-from ddpm_lib.losses import drop_labels, min_snr_weights, training_loss
-from ddpm_lib.schedules import make_schedule
+from ddpm_lib.diffusion.losses import drop_labels, min_snr_weights, training_loss
+from ddpm_lib.diffusion.schedules import make_schedule
 
 T = 100
 

@@ -1,10 +1,10 @@
-"""ddpm_lib.metrics against closed forms and torchmetrics (a test-only oracle)."""
+"""ddpm_lib.evaluation.metrics against closed forms and torchmetrics (a test-only oracle)."""
 
 import numpy as np
 import pytest
 import torch
 
-from ddpm_lib.metrics import (
+from ddpm_lib.evaluation.metrics import (
     feature_statistics,
     fid_from_features,
     frechet_distance,

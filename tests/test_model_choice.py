@@ -1,14 +1,16 @@
-"""ddpm_lib.model_choice: which model notebooks 05-07 sample from (a named checkpoint, your run, the starter)."""
+"""ddpm_lib.course.model_choice: which model notebooks 05-07 sample from (a named checkpoint, your run, the starter)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ddpm_lib import model_choice, pretrained
-from ddpm_lib.checkpoint import model_config_dict, save_checkpoint
-from ddpm_lib.train_config import TrainConfig
-from ddpm_lib.unet import UNet
+from ddpm_lib import pretrained
+from ddpm_lib.course import model_choice
+from ddpm_lib.loading import LoadedModel
+from ddpm_lib.models.unet import UNet
+from ddpm_lib.training.checkpoint import model_config_dict, save_checkpoint
+from ddpm_lib.training.config import TrainConfig
 
 
 def _write_run(path, steps, num_classes=None, seed=0):
@@ -29,12 +31,17 @@ def starter(monkeypatch):
     """Stand in for the shipped weights (the registry may be empty in a checkout): record what was asked for."""
     calls = []
 
-    def fake_load(name, device=None):
+    real_load = model_choice.load_model
+
+    def fake_load(source, use_ema=True, device=None):
+        if not str(source).startswith(pretrained.PREFIX):
+            return real_load(source, use_ema=use_ema, device=device)
+        name = str(source)[len(pretrained.PREFIX):]
         calls.append(name)
         net = UNet.from_preset("tiny", num_classes=10 if name == "cifar10" else None)
-        return net.eval(), None, TrainConfig(preset="tiny")
+        return LoadedModel(net.eval(), None, TrainConfig(preset="tiny"), 0)
 
-    monkeypatch.setattr(pretrained, "load", fake_load)
+    monkeypatch.setattr(model_choice, "load_model", fake_load)
     return calls
 
 
@@ -53,7 +60,7 @@ def _same_weights(model, state):
 def test_no_run_uses_the_starter_and_says_why(runs, starter):
     chosen = model_choice.choose_model("fashion_mnist", "fashion_mnist")
     assert chosen.kind == "starter" and starter == ["fashion_mnist"] and chosen.path is None
-    assert "pretrained.load('fashion_mnist')" in chosen.source and "no run of yours" in chosen.source
+    assert "starter weights pretrained:fashion_mnist" in chosen.source and "no run of yours" in chosen.source
 
 
 def test_a_fast_mode_toy_run_is_skipped(runs, starter):
@@ -103,10 +110,10 @@ def test_conditional_notebooks_skip_an_unconditional_run_and_refuse_an_unconditi
 
 
 def test_without_starter_weights_a_toy_run_is_used_and_said_loudly(runs, monkeypatch):
-    def missing(name, device=None):
+    def missing(name):
         raise pretrained.PretrainedError(f"starter model {name!r}: the file is missing")
 
-    monkeypatch.setattr(pretrained, "load", missing)
+    monkeypatch.setattr(pretrained, "path", missing)  # what a checkout without the weights files raises
     ema = _write_run(runs.run_dir("fashion_mnist") / "final.pt", steps=60)
     chosen = model_choice.choose_model("fashion_mnist", "fashion_mnist")
     assert chosen.kind == "own run" and _same_weights(chosen.model, ema)

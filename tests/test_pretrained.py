@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from ddpm_lib import pretrained
-from ddpm_lib.pretrained.build import image_stats, stats_close
-from ddpm_lib.samplers import sample
+from ddpm_lib.diffusion.samplers import sample
+from ddpm_lib.files import sha256
+from ddpm_lib.loading import load_model
+from tools.build_pretrained import image_stats, stats_close
 
 NAMES = ("fashion_mnist", "cifar10")
 
@@ -28,7 +30,7 @@ def test_both_starter_models_are_registered_and_small():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_load_gives_an_eval_model_schedule_and_config(name):
-    model, schedule, cfg = pretrained.load(name, device="cpu")
+    model, schedule, cfg, _ = load_model(f"pretrained:{name}", device="cpu")
     assert not model.training and schedule.num_timesteps == cfg.num_timesteps == 1000
     assert cfg.dataset == name and next(model.parameters()).dtype == torch.float32
     assert (model.null_class is not None) == (name == "cifar10")
@@ -39,7 +41,7 @@ def test_starter_samples_look_like_the_dataset_not_noise(name, one_thread):
     """16 DDIM samples have the pixel statistics of the real test images recorded in the card; the same
     comparison rejects uniform noise (so the check can fail)."""
     info = pretrained.info(name)
-    model, schedule, cfg = pretrained.load(name, device="cpu")
+    model, schedule, cfg, _ = load_model(f"pretrained:{name}", device="cpu")
     c = model.config
     labels = torch.arange(16) % model.null_class if model.null_class is not None else None
     x = sample(model, schedule, (16, c.in_channels, c.image_size, c.image_size), sampler="ddim", num_steps=20,
@@ -53,7 +55,7 @@ def test_starter_samples_look_like_the_dataset_not_noise(name, one_thread):
 
 def test_unknown_name_and_damaged_file_are_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(pretrained.PretrainedError, match="unknown starter model 'mnist'.*cifar10, fashion_mnist"):
-        pretrained.load("mnist")
+        load_model("pretrained:mnist")
     fake = tmp_path / "pretrained"
     shutil.copytree(pretrained.HERE, fake, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(pretrained, "HERE", fake)
@@ -64,7 +66,7 @@ def test_unknown_name_and_damaged_file_are_clear_errors(tmp_path, monkeypatch):
         data[-100] ^= 0xFF
         (fake / "fashion_mnist.pt").write_bytes(bytes(data))
         with pytest.raises(pretrained.PretrainedError, match="SHA-256 .* expected .*damaged or replaced"):
-            pretrained.load("fashion_mnist")
+            load_model("pretrained:fashion_mnist")
         (fake / "fashion_mnist.pt").unlink()
         with pytest.raises(pretrained.PretrainedError, match="missing from the installed package"):
             pretrained.path("fashion_mnist")
@@ -82,7 +84,7 @@ def test_registry_checksums_match_files():
     for registry_file in ("registry.json", "classifiers.json"):
         reg = json.loads((pretrained.HERE / registry_file).read_text())
         for name, entry in reg.items():
-            assert pretrained.sha256(pretrained.HERE / entry["file"]) == entry["sha256"], (registry_file, name)
+            assert sha256(pretrained.HERE / entry["file"]) == entry["sha256"], (registry_file, name)
 
 
 def _cli(*args, cwd):
@@ -103,7 +105,7 @@ def test_cli_samples_from_pretrained_offline(tmp_path):
 
 def test_card_wall_time_adds_the_segments_of_a_resumed_run(tmp_path):
     """metrics.csv's elapsed_s restarts at 0 on resume: the card's wall time is the sum of the segments."""
-    from ddpm_lib.pretrained.build import _wall_time
+    from tools.build_pretrained import _wall_time
 
     rows = [(25, 20.0), (50, 40.0), (75, 12.0), (100, 30.0), (125, 5.0)]  # resumed twice
     (tmp_path / "metrics.csv").write_text("step,elapsed_s\n" + "".join(f"{s},{e}\n" for s, e in rows))
@@ -115,7 +117,7 @@ def test_card_wall_time_adds_the_segments_of_a_resumed_run(tmp_path):
 
 @pytest.mark.parametrize("dataset", NAMES)
 def test_shipped_classifier_is_verified_small_and_carded(dataset):
-    from ddpm_lib.classifier import load_classifier
+    from ddpm_lib.evaluation.classifier import load_classifier
 
     entry = pretrained.classifier_registry()[dataset]
     f = pretrained.classifier_path(dataset)  # verifies the sha256
@@ -128,7 +130,7 @@ def test_shipped_classifier_is_verified_small_and_carded(dataset):
 
 
 def test_get_classifier_takes_yours_then_the_shipped_one_and_never_trains_then(env, tmp_path, monkeypatch):
-    from ddpm_lib import classifier as clf_mod
+    from ddpm_lib.evaluation import classifier as clf_mod
 
     env(DDPM_MODE="fast", DDPM_RUNS_DIR=tmp_path / "runs", DDPM_DATA_DIR=tmp_path / "data")
 
@@ -149,10 +151,10 @@ def test_get_classifier_takes_yours_then_the_shipped_one_and_never_trains_then(e
 def test_shipped_cifar10_classifier_recognises_the_starter_models_guided_classes(one_thread):
     """Two independent shipped files check each other: guided samples of class c (w = 3) are classified as c
     far above chance (10%), and the same classifier on uniform noise is not."""
-    from ddpm_lib.classifier import load_classifier
+    from ddpm_lib.evaluation.classifier import load_classifier
 
     clf = load_classifier(pretrained.classifier_path("cifar10"))
-    model, schedule, _ = pretrained.load("cifar10", device="cpu")
+    model, schedule, _, _ = load_model("pretrained:cifar10", device="cpu")
     labels = torch.arange(30) % 10
     x = sample(model, schedule, (30, 3, 32, 32), sampler="ddim", num_steps=20,
                generator=torch.Generator().manual_seed(0), labels=labels, guidance_scale=3.0)
@@ -165,14 +167,14 @@ def test_shipped_cifar10_classifier_recognises_the_starter_models_guided_classes
 
 def test_model_card_is_generated_from_both_registries():
     """MODEL_CARD.md is what build.py writes from registry.json and classifiers.json: no hand edits, no stale row."""
-    from ddpm_lib.pretrained.build import model_card
+    from tools.build_pretrained import model_card
 
     assert (pretrained.HERE / "MODEL_CARD.md").read_text() == model_card(pretrained.registry(), pretrained.classifier_registry())
 
 
 def test_ship_classifier_records_file_checksum_and_card(tmp_path, monkeypatch):
-    from ddpm_lib.classifier import FeatureClassifier, save_classifier
-    from ddpm_lib.pretrained import build
+    from ddpm_lib.evaluation.classifier import FeatureClassifier, save_classifier
+    from tools import build_pretrained as build
 
     fake = tmp_path / "pretrained"
     shutil.copytree(pretrained.HERE, fake, ignore=shutil.ignore_patterns("__pycache__"))
@@ -187,7 +189,7 @@ def test_ship_classifier_records_file_checksum_and_card(tmp_path, monkeypatch):
             build.ship_classifier("cifar10", src, "cmd", "machine", "note")
         entry = build.ship_classifier("fashion_mnist", src, "cmd", "machine", "note")
         assert pretrained.classifier_path("fashion_mnist") == fake / "classifier_fashion_mnist.pt"
-        assert entry["sha256"] == pretrained.sha256(src) and entry["steps"] == 3 and entry["test_accuracy"] == 0.5
+        assert entry["sha256"] == sha256(src) and entry["steps"] == 3 and entry["test_accuracy"] == 0.5
         assert entry["sha256"] in (fake / "MODEL_CARD.md").read_text()
         assert pretrained.classifier_registry()["cifar10"]["file"] == "classifier_cifar10.pt"  # the other one kept
     finally:

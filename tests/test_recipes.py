@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddpm_lib import train_config as tc
-from ddpm_lib.cli import CLIError, build_parser, build_train_config
-from ddpm_lib.recipes import get_recipe, recipes_table
-from ddpm_lib.train_config import TrainConfig, resolve_mixed_precision
-from ddpm_lib.unet import PRESETS, UNet
+from ddpm_lib.cli import build_parser, build_train_config
+from ddpm_lib.command_line import CLIError
+from ddpm_lib.models.unet import PRESETS, UNet
+from ddpm_lib.training import config as tc
+from ddpm_lib.training.config import TrainConfig, resolve_mixed_precision
+from ddpm_lib.training.recipes import get_recipe, recipes_table
 
 REQUIRED = ("fashion_mnist_fast", "fashion_mnist_cpu", "fashion_mnist_gpu", "cifar10_fast", "cifar10_cpu", "cifar10_gpu")
 
@@ -93,7 +94,7 @@ def test_auto_precision_resolves(monkeypatch, tmp_path):
 
 
 def test_auto_precision_reaches_the_trainer(monkeypatch, tmp_path, one_thread):
-    from ddpm_lib.trainer import Trainer
+    from ddpm_lib.training.trainer import Trainer
 
     data = torch.rand(8, 1, 32, 32) * 2 - 1
     for has, want in ((True, "bf16"), (False, "no")):
@@ -109,8 +110,8 @@ def test_bf16_cpu_step_matches_fp32(one_thread):
     bf16 keeps 8 significant bits (relative rounding 2^-8 = 0.4%); through a whole UNet forward and
     backward the errors add up, so we allow 5% on the loss and a cosine similarity of the gradient
     above 0.99 (a wrong autocast, e.g. fp16 or a missing cast, gives NaN or a far lower similarity)."""
-    from ddpm_lib.losses import training_loss
-    from ddpm_lib.schedules import make_schedule
+    from ddpm_lib.diffusion.losses import training_loss
+    from ddpm_lib.diffusion.schedules import make_schedule
 
     torch.manual_seed(0)
     model = UNet.from_preset("tiny")

@@ -1,26 +1,26 @@
-"""ddpm_lib.runs: slim export, the resume rules, non-finite weights, the lock, and the atomic writer."""
+"""ddpm_lib.training.runs and .checkpoint: slim export, the resume rules, non-finite weights, the lock, and the atomic writer."""
 
 import errno
 
 import pytest
 import torch
 
-from ddpm_lib import runs
-from ddpm_lib.ema import EMA
-from ddpm_lib.runs import (
+from ddpm_lib import files
+from ddpm_lib.files import NoSpaceError
+from ddpm_lib.loading import load_model
+from ddpm_lib.models.ema import EMA
+from ddpm_lib.models.unet import UNet
+from ddpm_lib.training import checkpoint
+from ddpm_lib.training.checkpoint import (
     RESUME_MAY_CHANGE,
-    NoSpaceError,
     RunError,
-    RunFolder,
-    RunLockedError,
     export_slim,
     load_checkpoint,
-    load_model_from_checkpoint,
     resume_conflicts,
     save_checkpoint,
 )
-from ddpm_lib.train_config import TrainConfig
-from ddpm_lib.unet import UNet
+from ddpm_lib.training.config import TrainConfig
+from ddpm_lib.training.runs import RunFolder, RunLockedError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,7 +34,7 @@ def full_payload(seed=0):
     opt = torch.optim.AdamW(model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     cfg = TrainConfig(preset="tiny", unet={"image_size": 16}, num_timesteps=50)
-    return runs.training_payload(step=7, model=model, ema=ema, optimizer=opt, lr_scheduler=sched,
+    return checkpoint.training_payload(step=7, model=model, ema=ema, optimizer=opt, lr_scheduler=sched,
                                  scaler=torch.amp.GradScaler("cuda", enabled=False), device=torch.device("cpu"),
                                  epoch=1, batch_in_epoch=2, progress={"smoothed": 0.1}, train_config=cfg.to_dict())
 
@@ -49,16 +49,16 @@ def test_slim_export_loads_as_fp32_rounded_ema(tmp_path):
     full = save_checkpoint(tmp_path / "full.pt", payload)
     # fp16 EMA only, against fp32 weights + fp32 EMA (no optimizer step yet, so no Adam state): about a quarter
     assert out.stat().st_size < 0.3 * full.stat().st_size
-    model, schedule, cfg = load_model_from_checkpoint(out, device="cpu")
+    model, schedule, cfg, _ = load_model(out, device="cpu")
     for k, v in model.state_dict().items():
         assert v.dtype == torch.float32
         want = payload["ema"]["shadow"][k].to(torch.float16).to(torch.float32)  # what fp16 can hold
         assert torch.equal(v, want), k
     assert schedule.num_timesteps == 50 and cfg.preset == "tiny"
     with pytest.raises(ValueError, match="only EMA weights"):
-        load_model_from_checkpoint(out, use_ema=False, device="cpu")
+        load_model(out, use_ema=False, device="cpu")
     with pytest.raises(RunError, match="lacks model, optimizer"):  # cannot continue a run
-        runs.restore_training_state(slim, model=model, ema=EMA(model), optimizer=None, lr_scheduler=None, scaler=None,
+        checkpoint.restore_training_state(slim, model=model, ema=EMA(model), optimizer=None, lr_scheduler=None, scaler=None,
                                     device=torch.device("cpu"), source="slim.pt")
 
 
@@ -77,8 +77,8 @@ def test_non_finite_weights_refused_for_sampling(tmp_path):
     payload["ema"]["shadow"][k][..., 0] = float("inf")
     save_checkpoint(tmp_path / "c.pt", payload)
     with pytest.raises(ValueError, match=rf"non-finite weights .* in '{k}'"):
-        load_model_from_checkpoint(tmp_path / "c.pt", device="cpu")
-    load_model_from_checkpoint(tmp_path / "c.pt", use_ema=False, device="cpu")  # the raw weights are fine
+        load_model(tmp_path / "c.pt", device="cpu")
+    load_model(tmp_path / "c.pt", use_ema=False, device="cpu")  # the raw weights are fine
 
 
 def test_resume_rules():
@@ -100,15 +100,15 @@ def test_lock_names_holder_and_is_released(tmp_path):
 
 def test_atomic_write_disk_full_leaves_target_untouched(tmp_path, monkeypatch):
     target = tmp_path / "f.bin"
-    runs.atomic_write(target, b"old")
+    files.atomic_write(target, b"old")
 
     def full(f, data):
         f.write(data[:1])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(runs, "_write_all", full)
+    monkeypatch.setattr(files, "_write_all", full)
     with pytest.raises(NoSpaceError, match=f"no space left on device while writing {target}"):
-        runs.atomic_write(target, b"new contents")
+        files.atomic_write(target, b"new contents")
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
 
 

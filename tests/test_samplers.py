@@ -11,7 +11,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from ddpm_lib.samplers import (
+from ddpm_lib.diffusion.samplers import (
     DDIMSampler,
     DDPMSampler,
     DPMSolverSampler,
@@ -19,7 +19,7 @@ from ddpm_lib.samplers import (
     make_timesteps,
     sample,
 )
-from ddpm_lib.schedules import make_schedule
+from ddpm_lib.diffusion.schedules import make_schedule
 
 T = 1000
 SCHED = make_schedule("linear", T)

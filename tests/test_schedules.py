@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from ddpm_lib.schedules import SCHEDULE_NAMES, make_schedule
+from ddpm_lib.diffusion.schedules import SCHEDULE_NAMES, make_schedule
 
 # ours name -> (diffusers beta_schedule, extra kwargs)
 DIFFUSERS_NAMES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "quadratic": "scaled_linear"}

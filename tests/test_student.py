@@ -1,4 +1,4 @@
-"""ddpm_lib.student (make student): solutions replaced at the right indentation, copies parse, bad markers named."""
+"""ddpm_lib.course.student (make student): solutions replaced at the right indentation, copies parse, bad markers named."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ddpm_lib import student
+from ddpm_lib.course import student
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -154,7 +154,7 @@ def test_real_notebooks_student_copies(tmp_path):
 @pytest.mark.skipif(not course_notebooks(), reason="no course notebooks written yet")
 def test_checker_calls_keep_the_returned_function():
     """`f = check_x(f)`: an unanswered exercise hands back the reference, which the rest of the notebook then uses."""
-    from ddpm_lib.exercises import load_all
+    from ddpm_lib.course.exercises import load_all
 
     checkers = load_all()
     for nb_path in course_notebooks():
@@ -173,7 +173,7 @@ def test_checker_calls_keep_the_returned_function():
 @pytest.mark.parametrize("prefix", ["00", "01", "02", "03", "04", "05", "06", "07"])
 def test_notebooks_have_at_least_two_exercises_each_with_a_checker(prefix):
     """Issue 10: every notebook has >= 2 exercises; each solution region is checked by a ddpm_lib checker."""
-    from ddpm_lib.grade import exercises_in
+    from ddpm_lib.course.grade import exercises_in
 
     [path] = NOTEBOOKS.glob(f"{prefix}_*.ipynb")
     nb = json.loads(path.read_text())

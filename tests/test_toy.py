@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from ddpm_lib.samplers import DDIMSampler, DDPMSampler, sample
-from ddpm_lib.schedules import make_schedule
-from ddpm_lib.toy import (
+from ddpm_lib.diffusion.samplers import DDIMSampler, DDPMSampler, sample
+from ddpm_lib.diffusion.schedules import make_schedule
+from ddpm_lib.diffusion.toy import (
     GaussianMixture,
     GaussianMixtureDenoiser,
     component_statistics,

@@ -9,9 +9,16 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from ddpm_lib.checkpoint import load_checkpoint, load_model_from_checkpoint
+from ddpm_lib.loading import load_model
 from ddpm_lib.settings import seed_everything
-from ddpm_lib.trainer import NonFiniteLossError, TrainConfig, Trainer, lr_factor, read_metrics
+from ddpm_lib.training.checkpoint import load_checkpoint
+from ddpm_lib.training.trainer import (
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    lr_factor,
+    read_metrics,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -69,11 +76,11 @@ def test_checkpoint_contents_and_load_model(tmp_path):
         assert {"model", "ema", "optimizer", "lr_scheduler", "scaler", "step", "rng", "train_config", "model_config"} <= set(p)
     final = torch.load(run / "final.pt", weights_only=True)
     assert final["step"] == 4 and final["train_config"]["lr"] == 1e-3
-    model, schedule, tc = load_model_from_checkpoint(run / "final.pt", device="cpu")
+    model, schedule, tc, _ = load_model(run / "final.pt", device="cpu")
     assert schedule.num_timesteps == 50 and tc.steps == 4 and not model.training
     for k, v in tr.ema.shadow.items():  # EMA weights by default
         assert torch.equal(model.state_dict()[k], v)
-    raw, _, _ = load_model_from_checkpoint(run / "final.pt", use_ema=False, device="cpu")
+    raw, _, _, _ = load_model(run / "final.pt", use_ema=False, device="cpu")
     for k, v in tr.raw_model.state_dict().items():
         assert torch.equal(raw.state_dict()[k], v)
     # metrics: lr column follows warm-up then cosine decay, computed here independently
@@ -110,7 +117,7 @@ class NaNAfter(torch.nn.Module):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    from ddpm_lib.unet import UNet
+    from ddpm_lib.models.unet import UNet
 
     model = NaNAfter(UNet.from_preset("tiny", image_size=16), n=4)
     tr = Trainer(config(tmp_path, checkpoint_every=1), model=model, dataset=standin_dataset())
@@ -152,7 +159,7 @@ def test_live_loss_plot_and_plot_metrics(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from ddpm_lib.trainer import LiveLossPlot, plot_metrics
+    from ddpm_lib.training.trainer import LiveLossPlot, plot_metrics
 
     run = tmp_path / "run"
     run.mkdir()

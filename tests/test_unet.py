@@ -2,7 +2,7 @@
 
 References: closed-form formulas written out here, a naive attention computed here, and diffusers
 (a test-only oracle): its ``get_timestep_embedding``, ``ResnetBlock2D`` and whole ``UNet2DModel``
-loaded with our weights must give our outputs. (``ddpm_lib.diffusers_compat`` only renames the weights
+loaded with our weights must give our outputs. (``ddpm_lib.models.diffusers_compat`` only renames the weights
 and sets UNet2DModel's options; the outputs compared come from two independent implementations.)
 """
 
@@ -14,10 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddpm_lib.blocks import AttentionBlock, Downsample, ResBlock, Upsample
-from ddpm_lib.diffusers_compat import to_diffusers_state_dict, unet2d_config
-from ddpm_lib.embeddings import TimestepEmbedding, timestep_embedding
-from ddpm_lib.unet import PRESETS, UNet, UNetConfig
+from ddpm_lib.models.blocks import AttentionBlock, Downsample, ResBlock, Upsample
+from ddpm_lib.models.diffusers_compat import to_diffusers_state_dict, unet2d_config
+from ddpm_lib.models.embeddings import TimestepEmbedding, timestep_embedding
+from ddpm_lib.models.unet import PRESETS, UNet, UNetConfig
 
 diffusers = pytest.importorskip("diffusers")
 

@@ -1,31 +1,32 @@
 """Starter weights shipped inside the package, so every student sees real images, offline, on any machine.
 
-Two small models trained with the course's cpu recipes (:mod:`ddpm_lib.recipes`), stored as slim
+Two small models trained with the course's cpu recipes (:mod:`ddpm_lib.training.recipes`), stored as slim
 checkpoints (EMA weights in fp16, each file under 5 MB) next to this file; ``MODEL_CARD.md`` says
 what data and compute produced each, how good they are, and the exact command that reproduces them
 (``make weights``)::
 
-    from ddpm_lib import pretrained
-    model, schedule, cfg = pretrained.load("fashion_mnist")     # the same triple as a run's final.pt
+    from ddpm_lib.loading import load_model
+    model, schedule, cfg, step = load_model("pretrained:fashion_mnist")   # as for a run's final.pt
     python -m ddpm_lib sample --ckpt pretrained:cifar10 --class 3 --guidance 3 --out cats.png
 
-Next to them ship the two feature classifiers (:mod:`ddpm_lib.classifier`) that measured the card's
+Next to them ship the two feature classifiers (:mod:`ddpm_lib.evaluation.classifier`) that measured the card's
 FIDs, listed in ``classifiers.json``: FID with classifier features is only comparable on the same
 classifier file, so a student who evaluates a model gets numbers comparable with the card's, and
 notebook 07 need not train one first.
 
+This package holds the files and their registries; it imports nothing above :mod:`ddpm_lib.files`, so
+every layer can find a starter file. Building a model from one is :func:`ddpm_lib.loading.load_model`.
 Every load checks the file's SHA-256 against ``registry.json`` or ``classifiers.json``, so a damaged
 or swapped file is an error, never a silent surprise.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cache
 from pathlib import Path
 
-import torch
+from ddpm_lib.files import sha256
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "pretrained:"
@@ -50,14 +51,6 @@ def classifier_registry() -> dict[str, dict]:
 
 def names() -> list[str]:
     return sorted(registry())
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def path(name: str) -> Path:
@@ -102,11 +95,3 @@ def info(name: str) -> dict:
     """The registry entry of ``name``: recipe, steps, sampler defaults, measured quality and data statistics."""
     path(name)  # same errors as loading
     return dict(registry()[name])
-
-
-def load(name: str, device: str | torch.device | None = None):
-    """``(model, schedule, train_config)`` of starter model ``name``, EMA weights, eval mode, on ``device``
-    (default ``settings.device``): the same triple as ``load_model_from_checkpoint`` gives for a run."""
-    from ddpm_lib.checkpoint import load_model_from_checkpoint
-
-    return load_model_from_checkpoint(path(name), use_ema=True, device=device)

@@ -1,0 +1,94 @@
+"""The command-line plumbing every ``python -m ddpm_lib...`` entry point shares: one-line errors (exit 2,
+no traceback), number and device checks, and the options ``sample`` and ``evaluate`` both take.
+
+A bottom-layer utility: it imports nothing from ddpm_lib (the sampler names are passed in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+
+import torch
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (no usage block, no traceback)."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def fail(line: str, code: int) -> int:
+    """Print ``line`` (white space folded to one line) on stderr; return the exit status ``code``."""
+    sys.stderr.write(" ".join(line.split()) + "\n")
+    return code
+
+
+def run_guarded(prog: str, args: argparse.Namespace) -> int:
+    """``args.func(args)`` with user errors as one line naming ``prog`` (exit 2)."""
+    try:
+        rc = args.func(args)
+    except CLIError as e:
+        return fail(f"{prog}: error: {e}", 2)
+    except (OSError, ValueError) as e:  # e.g. from evaluate, or an --out that cannot be written: still one line
+        return fail(f"{prog}: error: {type(e).__name__}: {last_line(e)}", 2)
+    return rc if isinstance(rc, int) else 0
+
+
+def last_line(e: BaseException) -> str:
+    """The message of ``e``; for an error re-raised by a DataLoader worker, its last line (the original message)."""
+    text = str(e)
+    if "Original Traceback" in text:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        return lines[-1].split(": ", 1)[-1] if lines else text
+    return text
+
+
+def check_device(name: str, option: str = "--device"):
+    """``torch.device(name)``, or a CLIError when it is not a device name or not present here."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"{option}: {name!r} is not a device name: use cpu, cuda, cuda:1 or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"{option} {name}: no CUDA GPU is available here: use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise CLIError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CLIError(f"{option} {name}: Apple's mps is not available here: use --device cpu")
+    return dev
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan`` and ``inf`` are refused)."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return x
+
+
+def add_sampling_options(p: argparse.ArgumentParser, sampler_names: Sequence[str], *, num: int, batch: int) -> None:
+    """The options ``sample`` and ``evaluate`` share: the model, how many images, and how to sample them
+    (``num`` and ``batch`` are the command's defaults)."""
+    p.add_argument("--ckpt", required=True,
+                   help="checkpoint file (final.pt, best.pt, latest.pt), or pretrained:fashion_mnist / pretrained:cifar10")
+    p.add_argument("--num", type=int, default=num, help=f"number of images (default {num})")
+    p.add_argument("--sampler", default="ddim", choices=sampler_names, help="sampler (default ddim)")
+    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50; ddpm: 0 = all T)")
+    p.add_argument("--guidance", type=finite_float, default=None,
+                   help="classifier-free guidance scale for a class-conditional model (default 1)")
+    p.add_argument("--batch", type=int, default=batch, help=f"images per batch, sampling and features (default {batch})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")

@@ -1,0 +1,145 @@
+"""Student copies of the notebooks: solutions removed, outputs stripped (``make student``).
+
+In the instructor notebooks an exercise's solution sits between two marker lines (nbgrader style)::
+
+    def add_noise_mine(x0, noise, t, alpha_bars):
+        ### BEGIN SOLUTION
+        a = alpha_bars[t].view(-1, 1, 1, 1)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+        ### END SOLUTION
+
+The student copy keeps everything else and replaces the markers and the lines between them by one line
+at the BEGIN marker's indentation::
+
+        raise NotImplementedError("your code here")
+
+Usage: ``python -m ddpm_lib.course.student notebooks build/student`` (a folder or single ``.ipynb`` files, then the
+output folder). Code cells without markers and all markdown cells are copied unchanged; every output and
+execution count is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ddpm_lib.files import atomic_write
+
+BEGIN = "### BEGIN SOLUTION"
+END = "### END SOLUTION"
+PLACEHOLDER = 'raise NotImplementedError("your code here")'
+
+
+class MarkerError(ValueError):
+    """An unbalanced or nested solution marker. The message names the notebook, the cell and the line."""
+
+
+def _lines(source) -> list[str]:
+    text = "".join(source) if isinstance(source, list) else source
+    return text.splitlines(keepends=True)
+
+
+def strip_solutions(source: str, where: str = "cell") -> tuple[str, int]:
+    """Replace every BEGIN/END SOLUTION region of one cell's source; return (new source, regions replaced)."""
+    out: list[str] = []
+    begin_line = None
+    count = 0
+    for number, line in enumerate(_lines(source), start=1):
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if begin_line is not None:
+                raise MarkerError(f"{where}: line {number} opens a second '{BEGIN}' before the one on line {begin_line} was closed with '{END}'.")
+            begin_line = number
+            indent = line[: len(line) - len(line.lstrip())]
+            newline = "\n" if line.endswith("\n") else ""
+            out.append(f"{indent}{PLACEHOLDER}{newline}")
+        elif stripped == END:
+            if begin_line is None:
+                raise MarkerError(f"{where}: line {number} has '{END}' without a '{BEGIN}' before it.")
+            begin_line = None
+            count += 1
+            if not line.endswith("\n") and out and out[-1].endswith("\n"):
+                out[-1] = out[-1][:-1]  # the END marker was the cell's last line
+        elif begin_line is None:
+            out.append(line)
+    if begin_line is not None:
+        raise MarkerError(f"{where}: '{BEGIN}' on line {begin_line} is never closed with '{END}'.")
+    return "".join(out), count
+
+
+def make_student_notebook(nb: dict, name: str = "notebook") -> tuple[dict, int]:
+    """A student copy of a notebook (as parsed JSON): solutions replaced, outputs removed. Returns (copy, exercises)."""
+    nb = json.loads(json.dumps(nb))  # deep copy
+    total = 0
+    for index, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        new, n = strip_solutions(text, where=f"{name}, cell {index} (0-based; code cell)")
+        total += n
+        if n:
+            cell["source"] = new.splitlines(keepends=True) if isinstance(cell["source"], list) else new
+        cell["outputs"] = []
+        cell["execution_count"] = None
+    return nb, total
+
+
+def write_student_copies(sources: list[str | os.PathLike], out_dir: str | os.PathLike) -> dict[str, int]:
+    """Write the student copy of every notebook in ``sources`` (folders or files) into ``out_dir``.
+
+    Returns {notebook file name: number of exercises replaced}. Checks every notebook before writing any.
+    """
+    files: list[Path] = []
+    for s in sources:
+        p = Path(s)
+        if p.is_dir():
+            files += sorted(q for q in p.glob("*.ipynb") if not q.name.startswith("."))
+        elif p.suffix == ".ipynb" and p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: not a notebook or a folder of notebooks.")
+    if not files:
+        raise FileNotFoundError(f"no .ipynb files found in {', '.join(map(str, sources))}.")
+    copies = []
+    for f in files:
+        with open(f, encoding="utf-8") as fh:
+            nb = json.load(fh)
+        copies.append((f, *make_student_notebook(nb, name=str(f))))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {}
+    for f, nb, n in copies:
+        target = out / f.name
+        atomic_write(target, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        report[f.name] = n
+    return report
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m ddpm_lib.course.student",
+        description="Write student copies of the notebooks: every solution between the markers replaced by "
+                    "`raise NotImplementedError`, all outputs removed (`make student`).")
+    p.add_argument("sources", nargs="+", metavar="NOTEBOOKS", help="notebook files, or folders of notebooks")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the student copies into")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = write_student_copies(args.sources, args.out_dir)
+    except (MarkerError, FileNotFoundError, json.JSONDecodeError) as e:
+        print(f"make student: {e}", file=sys.stderr)
+        return 1
+    for name, n in report.items():
+        print(f"  {name}: {n} exercise(s) replaced")
+    print(f"Student copies written to {args.out_dir}/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
