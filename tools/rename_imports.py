@@ -22,6 +22,7 @@ import sys
 MODULES = {
     "schedules": "diffusion.schedules", "forward": "diffusion.forward", "losses": "diffusion.losses",
     "samplers": "diffusion.samplers", "toy": "diffusion.toy", "empirical": "diffusion.empirical",
+    "bound": "diffusion.bound",  # issue 19's variational-bound module: git mv it to diffusion/ when merging
     "embeddings": "models.embeddings", "blocks": "models.blocks", "unet": "models.unet", "ema": "models.ema",
     "diffusers_compat": "models.diffusers_compat",
     "data": "data.sources", "image_datasets": "data.image_datasets", "standins": "data.standins",
