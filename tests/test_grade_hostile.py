@@ -386,3 +386,31 @@ def test_sandbox_kill_marked_leaves_nothing(tmp_path):
     assert sorted(sandbox.kill_marked(mark))
     proc.wait(timeout=10)
     assert sandbox.marked_processes(mark) == []
+
+
+def test_without_a_sandbox_the_verdicts_are_the_same(tmp_path, capsys):
+    """--sandbox none (what a machine without user namespaces gets): the grader still decides every status,
+    and says plainly that nothing else is protected."""
+    _write(tmp_path / "inst" / NB, notebook(solution_markers=True))
+    _write(tmp_path / "sub" / "ann" / NB, notebook())
+    _write(tmp_path / "sub" / "ben" / NB, notebook(warmup=WRONG_WARMUP, before=[
+        "import ddpm_lib.exercises as E\nE.outcome = lambda key, fn: ('correct', '')"]))
+    out = tmp_path / "g.csv"
+    assert grade.main([str(tmp_path / "sub"), "--instructor", str(tmp_path / "inst"), "--out", str(out),
+                       "--sandbox", "none"]) == 0
+    rows = [(r["student"], r["exercise"], r["status"]) for r in csv.DictReader(out.open(encoding="utf-8"))]
+    assert rows == [("ann", "ema_warmup", "correct"), ("ann", "cfg_mix", "correct"),
+                    ("ben", "ema_warmup", "wrong"), ("ben", "cfg_mix", "correct")]
+    printed = capsys.readouterr().out
+    assert "sandbox: none (NO sandbox" in printed
+    assert {r["sandbox"] for r in csv.DictReader(grade.summary_path(out).open(encoding="utf-8"))} == {"none"}
+
+
+@pytest.mark.skipif(bool(__import__("shutil").which("bwrap")), reason="bubblewrap is installed here")
+def test_asking_for_a_sandbox_that_does_not_work_is_refused(tmp_path, capsys):
+    _write(tmp_path / "inst" / NB, notebook())
+    _write(tmp_path / "sub" / "ann" / NB, notebook())
+    assert grade.main([str(tmp_path / "sub"), "--instructor", str(tmp_path / "inst"), "--out",
+                       str(tmp_path / "g.csv"), "--sandbox", "bwrap"]) == 2
+    err = capsys.readouterr().err
+    assert "--sandbox bwrap does not work" in err and len(err.strip().splitlines()) == 1
