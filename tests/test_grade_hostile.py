@@ -414,3 +414,27 @@ def test_asking_for_a_sandbox_that_does_not_work_is_refused(tmp_path, capsys):
                        str(tmp_path / "g.csv"), "--sandbox", "bwrap"]) == 2
     err = capsys.readouterr().err
     assert "--sandbox bwrap does not work" in err and len(err.strip().splitlines()) == 1
+
+
+def test_when_the_grader_dies_its_worker_and_the_kernel_die_too(tmp_path):
+    """Killed grader (a submission without a sandbox, or the instructor's Ctrl-C): no kernel keeps running."""
+    import subprocess
+    import sys
+
+    _write(tmp_path / "inst" / NB, notebook(solution_markers=True))
+    _write(tmp_path / "sub" / "ann" / NB, notebook(before=["time.sleep(300)"]))
+    (tmp_path / "tmp").mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"))
+    proc = subprocess.Popen([sys.executable, "-m", "ddpm_lib.grade", str(tmp_path / "sub"), "--instructor",
+                             str(tmp_path / "inst"), "--out", str(tmp_path / "g.csv")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any("ipykernel" in p for p in _processes_mentioning(str(tmp_path / "tmp"))):
+        assert time.monotonic() < deadline and proc.poll() is None, "the kernel never started"
+        time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while _processes_mentioning(str(tmp_path / "tmp")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_mentioning(str(tmp_path / "tmp")) == []
