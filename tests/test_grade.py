@@ -5,6 +5,8 @@ Three students hand in notebooks 00 and 02 (the whole course in the slow version
 - bob: the instructor copies                                 -> every exercise "correct";
 - carol: a wrong answer in the first exercise of one notebook -> that one "wrong", the rest of it "correct";
          and a notebook that raises in its first cell          -> all its exercises "error" (not reached).
+Every verdict is computed by the grader's checkers on what the student's functions return in their kernel
+(tests/test_grade_hostile.py: what a hostile notebook can and cannot do to that).
 """
 
 from __future__ import annotations
@@ -123,15 +125,12 @@ def test_a_hanging_notebook_is_stopped_and_recorded(tmp_path):
 
 
 def test_rows_for_missing_and_deleted_exercises():
-    run = grade.NotebookRun("ok", entries=[
-        {"exercise": "a", "status": "wrong", "message": "first try"},
-        {"exercise": "a", "status": "correct", "message": ""},
-        {"exercise": "extra", "status": "correct", "message": ""},
-    ])
-    rows = grade.rows_for("s", "n.ipynb", ["a", "b"], run)
-    assert [(r["exercise"], r["status"]) for r in rows] == [("a", "correct"), ("b", "error"), ("extra", "correct")]
+    plan = [("a", "a_mine"), ("b", "b_mine")]
+    run = grade.NotebookRun("ok", results={"a": ("correct", "")})
+    rows = grade.rows_for("s", "n.ipynb", plan, run)
+    assert [(r["exercise"], r["status"]) for r in rows] == [("a", "correct"), ("b", "error")]
     assert "never ran" in rows[1]["message"]
-    missing = grade.rows_for("s", "n.ipynb", ["a"], grade.NotebookRun("missing", "notebook not submitted"))
+    missing = grade.rows_for("s", "n.ipynb", plan[:1], grade.NotebookRun("missing", "notebook not submitted"))
     assert missing[0]["status"] == "error" and missing[0]["message"] == "notebook not submitted"
 
 
@@ -144,14 +143,22 @@ def test_exercises_are_read_from_checker_calls():
         {"cell_type": "code", "source": ["g = check_add_noise(g)"]},
     ]}
     assert grade.exercises_in(nb) == ["cosine_schedule", "add_noise"]
+    assert grade.exercise_bindings(nb) == {"cosine_schedule": "f", "add_noise": "g"}
 
 
 @pytest.mark.parametrize("make_args, words", [
     (lambda t: [str(t / "nope")], "is not a folder"),
     (lambda t: [str(t / "empty")], "holds no student folders"),
-    (lambda t: [str(t / "sub")], "no notebooks were handed in"),
+    (lambda t: [str(t / "sub")], "notebooks were handed in"),
     (lambda t: [str(t / "sub"), "--instructor", str(t)], "holds no notebooks"),
     (lambda t: [str(t / "sub"), "--timeout", "0"], "--timeout"),
+    (lambda t: [str(t / "sub"), "--timeout", "nan"], "--timeout must be a finite positive number"),
+    (lambda t: [str(t / "sub"), "--timeout", "inf"], "--timeout must be a finite positive number"),
+    (lambda t: [str(t / "sub"), "--timeout", "-1"], "--timeout must be a finite positive number"),
+    (lambda t: [str(t / "sub"), "--call-timeout", "abc"], "--call-timeout must be a number"),
+    (lambda t: [str(t / "sub"), "--sandbox", "docker"], "--sandbox"),
+    (lambda t: [str(t / "sub"), "--resume"], "--resume"),
+    (lambda t: [str(t / "sub"), "--kernel", "no-such-kernel"], "no such Jupyter kernel"),
     (lambda t: [str(t / "sub"), "--out", str(t / "no" / "g.csv")], "does not exist"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, make_args, words):
@@ -166,3 +173,35 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, make_args, word
     assert not (tmp_path / "grades.csv").exists()
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
+
+
+def test_every_checker_grades_through_the_kernel_proxy(tmp_path):
+    """All exercises of the course, answered by the checkers' own references, are graded correct through the
+    kernel proxy (arguments pickled in, answers and in-place changes read back: EMA tensors, a model's
+    weights and gradients across train_step's two calls, generators), and "not done" comes back as such.
+
+    The answers reach the references through a computed name, which the static "uses library" check cannot
+    see (its documented limit)."""
+    from ddpm_lib.course.exercises import load_all
+
+    keys = sorted(load_all())
+    head = ("import importlib\nC = importlib.import_module('ddpm_lib' + '.exercises').load_all()\n"
+            "REF = {k: getattr(c, 're' + 'ference') for k, c in C.items()}\n")
+
+    def nb(body):
+        cells = [head] + [f"check_{k} = C['{k}']\ndef answer_{k}(*a, **kw):\n    {body(k)}\n"
+                          f"answer_{k} = check_{k}(answer_{k})\n" for k in keys]
+        return {"cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "outputs": [], "execution_count": None,
+                           "source": c} for i, c in enumerate(cells)],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+
+    _write(nb(lambda k: f"return REF['{k}'](*a, **kw)"), tmp_path / "inst" / "all.ipynb")
+    _write(nb(lambda k: f"return REF['{k}'](*a, **kw)"), tmp_path / "sub" / "ref" / "all.ipynb")
+    _write(nb(lambda k: "raise NotImplementedError"), tmp_path / "sub" / "todo" / "all.ipynb")
+    out = tmp_path / "grades.csv"
+    assert grade.main([str(tmp_path / "sub"), "--instructor", str(tmp_path / "inst"), "--out", str(out)]) == 0
+    got = {(r["student"], r["exercise"]): (r["status"], r["message"]) for r in csv.DictReader(out.open())}
+    assert got == {**{("ref", k): ("correct", "") for k in keys},
+                   **{("todo", k): ("not done", "not done yet: the rest of the notebook uses the reference solution")
+                      for k in keys}}

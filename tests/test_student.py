@@ -112,8 +112,72 @@ def test_unbalanced_markers_name_notebook_and_cell(tmp_path, src, problem, capsy
         student.write_student_copies([path], tmp_path / "out")
     assert "03_bad.ipynb" in str(info.value) and "cell 1" in str(info.value)
     assert not (tmp_path / "out" / "03_bad.ipynb").exists()
-    assert student.main([str(path), str(tmp_path / "out")]) == 1
+    assert student.main([str(path), str(tmp_path / "out")]) == 2
     assert "03_bad.ipynb" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("line", [
+    "    ###BEGIN SOLUTION",
+    "    # BEGIN SOLUTION",
+    "    ### begin solution",
+    "    ###  BEGIN SOLUTION",
+    "    ## END SOLUTION",
+    "    ### BEGIN_SOLUTION",
+    "    ### END SOLUTION ###",
+])
+def test_a_near_miss_marker_is_an_error_naming_notebook_cell_and_line(tmp_path, capsys, line):
+    """A misspelt marker would leave the solution in the student copy ("0 exercise(s) replaced"): refused."""
+    src = f"def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n\ndef g():\n{line}\n    return 2\n"
+    nb = {"cells": [md("### BEGIN SOLUTION in markdown is just text"), code(src)], "metadata": {}, "nbformat": 4,
+          "nbformat_minor": 5}
+    path = tmp_path / "04_near.ipynb"
+    path.write_text(json.dumps(nb))
+    assert student.main([str(path), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "04_near.ipynb" in err and "cell 1" in err and "line 7" in err and "not exact" in err
+    assert repr(line.strip()) in err
+    assert not (tmp_path / "out").exists()
+
+
+def _instructor_folder(tmp_path):
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    nb = {"cells": [code(SOLVED)], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (src / "01_demo.ipynb").write_text(json.dumps(nb))
+    return src
+
+
+@pytest.mark.parametrize("out, words", [
+    (lambda src: src, "is the source folder"),
+    (lambda src: src / "student", "is inside the source folder"),
+    (lambda src: src.parent, "holds the source folder"),
+])
+def test_output_folder_that_overlaps_the_sources_is_refused(tmp_path, capsys, out, words):
+    """`student DIR DIR` used to write the student copies over the instructor notebooks (exit 0)."""
+    src = _instructor_folder(tmp_path)
+    before = {p: p.read_bytes() for p in src.rglob("*")}
+    assert student.main([str(src), str(out(src))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1
+    if out(src) == src:  # a notebook given by name, written over itself
+        assert student.main([str(src / "01_demo.ipynb"), str(src)]) == 2
+        assert "itself" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in src.rglob("*")} == before
+    assert not (src / "student").exists()
+
+
+def test_an_instructor_notebook_in_the_output_folder_is_never_replaced(tmp_path, capsys):
+    src = _instructor_folder(tmp_path)
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    (out / "01_demo.ipynb").write_bytes((src / "01_demo.ipynb").read_bytes())
+    before = (out / "01_demo.ipynb").read_bytes()
+    assert student.main([str(src), str(out)]) == 2
+    assert "holds solution markers" in capsys.readouterr().err
+    assert (out / "01_demo.ipynb").read_bytes() == before
+    assert student.main([str(src), str(tmp_path / "fresh")]) == 0  # a student copy in a new folder
+    assert student.main([str(src), str(tmp_path / "fresh")]) == 0  # and again over its own output
 
 
 def test_cli_usage_and_missing_input(tmp_path, capsys):
@@ -122,7 +186,7 @@ def test_cli_usage_and_missing_input(tmp_path, capsys):
             student.main(argv)
         assert info.value.code == code
     assert "NOTEBOOKS" in capsys.readouterr().out
-    assert student.main([str(tmp_path / "nothing"), str(tmp_path / "out")]) == 1
+    assert student.main([str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
 
 
 def course_notebooks():

@@ -1,50 +1,91 @@
-"""Grade a class: run every student's notebooks headless in FAST mode and collect what the checkers said.
+"""Grade a class: run every student's notebooks headless in FAST mode, sandboxed, and check their answers.
 
 Usage::
 
     python -m ddpm_lib.course.grade SUBMISSIONS [--out grades.csv] [--timeout 600] [--instructor notebooks]
+                             [--call-timeout 60] [--sandbox auto|bwrap|unshare|none] [--resume]
     make grade SUBMISSIONS=dir
 
-``SUBMISSIONS/<student>/<notebook>.ipynb``: one folder per student holding their notebooks, with the
-file names of the course (``02_noise_schedules.ipynb``, ...). Every notebook that any student handed in
-is graded for every student; a student who did not hand one in gets "notebook not submitted" for its
-exercises.
+``SUBMISSIONS/<student>/<notebook>.ipynb``: one folder per student holding their notebooks, with the file
+names of the instructor notebooks (``02_noise_schedules.ipynb``, ...). Every instructor notebook that any
+student handed in is graded for every student; a student who did not hand one in gets "notebook not
+submitted" for its exercises.
 
-Each notebook runs in a fresh kernel (nbclient) in fast mode (``DDPM_MODE=fast``), in its own temporary
-working and runs folder, with a time limit per notebook. The checkers (:mod:`ddpm_lib.course.exercises`) append
-their outcome to the file named by ``DDPM_GRADE_LOG``; with ``DDPM_GRADE_CONTINUE=1`` a wrong answer
-is recorded and the notebook carries on with the reference solution, so one wrong answer does not cost
-the exercises after it. The list of exercises per notebook comes from the instructor notebooks (the
-``check_...(...)`` calls of ``ddpm_lib.course.exercises`` checkers in their code cells): an exercise that never
-reported (the notebook crashed or ran out of time before it, or the student deleted the cell) is
-listed as ``error`` with the reason. A notebook that crashes or hangs never stops the run.
+**What the grader trusts.** Nothing that runs in the student's kernel. The kernel runs the student's
+notebook with the checkers in *capture* mode (:mod:`ddpm_lib.course.exercises`): ``name = check_X(name)`` stores
+the student's function (the one bound to the name the INSTRUCTOR notebook uses) and hands back the
+reference, so "Run All" carries on. Right after the cell that calls ``check_X`` (or at the end), the
+grader runs the checker in its own process on a proxy that forwards each call to the kernel and reads
+the answer back in a format that cannot run code (:mod:`ddpm_lib.course.gradecall`). So the status in grades.csv
+is what the grader's checker found on the values the student's function returned for its inputs: writing
+log lines, replacing the checkers in the kernel or returning objects with a custom ``__eq__`` cannot
+change it. An answer whose source calls the ddpm_lib function that implements the exercise, or the
+checker's reference (found by the grader's own reading of the student's source, :mod:`ddpm_lib.course.libcalls`),
+is graded ``uses library`` with the call named.
 
-Writes ``grades.csv`` (student, notebook, exercise, status, message; status in correct / wrong /
-not done / error) and ``<out stem>_summary.csv`` (one row per student: the counts per status, and the
-notebooks that did not run to the end), and prints the summary.
+**Isolation.** Each notebook runs in a fresh temporary copy of its student's folder (regular files only),
+with a minimal environment (no variable of the instructor's but the ``DDPM_*`` settings it needs),
+resource limits, its own session, and an OS sandbox when one works here (:mod:`ddpm_lib.course.sandbox`:
+bubblewrap, else ``unshare``; the one used is printed and written to the summary). Each student is graded
+by a child process; the grader appends each student's rows to grades.csv (flushed and fsynced) as soon as
+they are known, kills every process the student's kernel left, and goes on with the next student, so a
+notebook that crashes, hangs, or kills its grading process costs only its own rows. ``--resume``
+continues an interrupted class (students already in grades.csv are skipped).
+
+**What a determined student can still do.** Without a sandbox (``none``): read and write what the
+grader's user can, and kill the grader (``--resume`` then continues). With one: use the CPU and memory
+up to the limits, use the network, and read files outside the hidden folders. In every mode: hard-code
+the answers to the checkers' inputs (they are fixed, seeded in the checkers' source), or hide a library
+call from the static analysis (``getattr`` with a computed name, ``eval``, copied library source).
+
+**Inputs.** Symlinks and non-regular files are refused with a row saying so (never read); notebooks whose
+names are not the instructor's (``00_welcome (1).ipynb``) are reported in the summary and not run; folders
+whose names start with ``_`` or ``.`` are reported as skipped. Every cell of both CSV files that starts
+with ``= + - @``, a tab or a carriage return is prefixed with ``'`` (no formula reaches a spreadsheet).
+
+Writes ``grades.csv`` (student, notebook, exercise, status, message; status in correct / wrong / not done /
+uses library / error) and ``<out stem>_summary.csv`` (one row per student: the counts per status, the
+notebooks that did not run to the end, notes, the sandbox), and prints the summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
+import ctypes
 import io
 import json
+import math
 import os
 import re
+import secrets
+import selectors
+import shutil
+import signal
+import stat
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ddpm_lib.course.exercises import GRADE_CONTINUE_ENV, GRADE_LOG_ENV, STATUSES, load_all
-from ddpm_lib.files import atomic_write
+from ddpm_lib.course import sandbox
+from ddpm_lib.course.exercises import GRADE_CAPTURE_ENV, STATUSES, GraderFault, load_all, outcome
+from ddpm_lib.course.gradecall import KernelCalls, proxy
+from ddpm_lib.course.libcalls import library_use, python_of
+from ddpm_lib.settings import load_settings
 
 FIELDS = ["student", "notebook", "exercise", "status", "message"]
-SUMMARY_FIELDS = ["student", *[s.replace(" ", "_") for s in STATUSES], "exercises", "notebooks_not_finished"]
+SUMMARY_FIELDS = ["student", *[s.replace(" ", "_") for s in STATUSES], "exercises", "notebooks_not_finished",
+                  "notes", "sandbox"]
 DEFAULT_TIMEOUT = 600.0
+DEFAULT_CALL_TIMEOUT = 60.0
+MAX_NOTEBOOK_BYTES = 50 * 2**20
+MAX_COPY_BYTES = 500 * 2**20
 _CALL = re.compile(r"\b(check_\w+)\s*\(")
+_WORKER_FLAG = "--_worker"
 
 
 def default_instructor_dir() -> Path:
@@ -69,6 +110,25 @@ def exercises_in(nb: dict) -> list[str]:
     return found
 
 
+def exercise_bindings(nb: dict) -> dict[str, str]:
+    """{exercise: the name its answer is bound to}, from the notebook's ``name = check_X(name)`` lines."""
+
+    checkers = load_all()
+    out: dict[str, str] = {}
+    for src in _code_cells(nb):
+        try:
+            tree = ast.parse(python_of(src))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            key = node.func.id.removeprefix("check_")
+            if node.func.id.startswith("check_") and key in checkers and node.args and isinstance(node.args[0], ast.Name):
+                out.setdefault(key, node.args[0].id)
+    return out
+
+
 def expected_exercises(instructor_dir: Path) -> dict[str, list[str]]:
     """{notebook file name: exercises} for every notebook in the instructor folder."""
     out = {}
@@ -78,208 +138,583 @@ def expected_exercises(instructor_dir: Path) -> dict[str, list[str]]:
     return out
 
 
+def instructor_plan(instructor_dir: Path) -> dict[str, list[tuple[str, str]]]:
+    """{notebook: [(exercise, answer name)]} from the instructor notebooks (never from a student's)."""
+    out = {}
+    for path in sorted(instructor_dir.glob("*.ipynb")):
+        with open(path, encoding="utf-8") as fh:
+            nb = json.load(fh)
+        bindings = exercise_bindings(nb)
+        out[path.name] = [(ex, bindings.get(ex, "")) for ex in exercises_in(nb)]
+    return out
+
+
+# --- safe CSV ------------------------------------------------------------------------------------
+
+
+def neutral(value) -> str:
+    """A CSV cell that no spreadsheet reads as a formula: ``'`` before a leading = + - @ tab or CR."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def shown(text: str) -> str:
+    """A student-controlled name made safe to print on a terminal (no control characters)."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
+
+
+def _csv_text(fields: list[str], rows: list[dict], header: bool) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    if header:
+        writer.writeheader()
+    writer.writerows([{k: neutral(r.get(k, "")) for k in fields} for r in rows])
+    return buf.getvalue()
+
+
+def append_rows(path: Path, fields: list[str], rows: list[dict]) -> None:
+    """Append rows in one write, flushed and fsynced (a header first if the file is new or empty)."""
+    header = not path.exists() or path.stat().st_size == 0
+    text = _csv_text(fields, rows, header)
+    with open(path, "a", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _is_grades_csv(path: Path, fields: list[str]) -> bool:
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return next(csv.reader(fh), None) == fields
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+
+
+def _done_students(path: Path) -> set[str]:
+    """Students with rows in an existing grades.csv; a torn last line (a crash mid-write) is cut off first."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+    with open(path, encoding="utf-8", newline="") as fh:
+        return {r["student"] for r in csv.DictReader(fh)}
+
+
+# --- what is handed in ----------------------------------------------------------------------------
+
+
+@dataclass
+class Scan:
+    students: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "name: why"
+    notes: dict[str, list[str]] = field(default_factory=dict)  # student -> notes
+    refused: dict[str, dict[str, str]] = field(default_factory=dict)  # student -> {notebook: why}
+
+
+def _kind(path: Path) -> str:
+    """'' for a regular file or folder, else why it is refused (never following a symlink)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link (refused: never followed)"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "is not a regular file (refused)"
+    return ""
+
+
+def scan(submissions: Path, instructor_names: set[str]) -> Scan:
+    """The student folders, and everything handed in that is not graded, with the reason."""
+    out = Scan()
+    for entry in sorted(submissions.iterdir()):
+        name = entry.name
+        why = _kind(entry)
+        if name.startswith((".", "_")):
+            out.skipped.append(f"{name}: skipped (names starting with '.' or '_' are not students)")
+            continue
+        if why:
+            out.skipped.append(f"{name}: {why}")
+            continue
+        if not entry.is_dir():
+            out.skipped.append(f"{name}: not a folder")
+            continue
+        out.students.append(entry)
+        notes, refused = [], {}
+        for item in sorted(entry.iterdir()):
+            if not item.name.endswith(".ipynb") or item.name.startswith("."):
+                continue
+            why = _kind(item)
+            if item.name not in instructor_names:
+                notes.append(f"{item.name}: not a course notebook name (not graded)")
+            elif why or not stat.S_ISREG(os.lstat(item).st_mode):
+                refused[item.name] = f"{item.name} {why or 'is not a regular file (refused)'}"
+        out.notes[name] = notes
+        out.refused[name] = refused
+    return out
+
+
+def handed_in(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+# --- one notebook, in the worker --------------------------------------------------------------------
+
+
 @dataclass
 class NotebookRun:
-    """What happened when one notebook ran: ``state`` is ok, crashed, timeout or missing."""
+    """What happened when one notebook ran: ``state`` is ok, crashed, timeout, refused or missing."""
 
     state: str
     reason: str = ""
     seconds: float = 0.0
-    entries: list[dict] = field(default_factory=list)
+    results: dict[str, tuple[str, str]] = field(default_factory=dict)  # exercise -> (status, message)
 
 
-def run_notebook(path: Path, timeout: float, kernel_name: str = "python3") -> NotebookRun:
-    """Execute one notebook headless in FAST mode with a time limit; collect the checkers' log lines."""
-    import nbformat  # dev extra, only to grade
-    from nbclient import NotebookClient  # dev extra, only to grade
-    from nbclient.exceptions import CellExecutionError, DeadKernelError  # dev extra, only to grade
-
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is recorded, never fatal
-        return NotebookRun("crashed", f"the notebook could not be read ({type(e).__name__}: {e})")
-    with tempfile.TemporaryDirectory(prefix="ddpm-grade-") as tmp:
-        work = Path(tmp)
-        log = work / "grade_log.jsonl"
-        env = dict(os.environ)
-        env.update({"DDPM_MODE": "fast", "DDPM_FAST": "1", GRADE_LOG_ENV: str(log), GRADE_CONTINUE_ENV: "1",
-                    "DDPM_RUNS_DIR": str(work / "runs"), "MPLBACKEND": "Agg"})
-        deadline = time.monotonic() + timeout
-        at = {"cell": None}
-
-        def remember(cell, cell_index, **_):
-            at["cell"] = cell_index
-
-        client = NotebookClient(
-            nb, kernel_name=kernel_name, resources={"metadata": {"path": str(work)}},
-            timeout_func=lambda cell: max(1, int(deadline - time.monotonic()) + 1),
-            on_cell_execute=remember,
-        )
-        start = time.monotonic()
-        state, reason = "ok", ""
-        kernel_err = work / "kernel_stderr.txt"  # the kernel's own warnings stay out of the instructor's terminal
-        try:
-            with open(kernel_err, "w", encoding="utf-8") as err:
-                client.execute(env=env, cwd=str(work), stderr=err)
-        except CellExecutionError as e:
-            state, reason = "crashed", f"the notebook stopped at {_cell(at, nb)} with {e.ename}: {_first_line(e.evalue)}"
-        except (TimeoutError, DeadKernelError) as e:
-            if time.monotonic() >= deadline - 1:
-                state, reason = "timeout", f"the notebook ran past the {timeout:g} s limit (at {_cell(at, nb)})"
-            else:
-                state, reason = "crashed", f"the kernel died at {_cell(at, nb)} ({type(e).__name__}: {_first_line(str(e))})"
-        except Exception as e:  # noqa: BLE001 - a broken notebook must never stop the class's run
-            state, reason = "crashed", f"the notebook could not run ({type(e).__name__}: {_first_line(str(e))})"
-        seconds = time.monotonic() - start
-        entries = []
-        if log.is_file():
-            for line in log.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(entry, dict) and entry.get("status") in STATUSES and entry.get("exercise"):
-                    entries.append(entry)
-    return NotebookRun(state, reason, seconds, entries)
-
-
-def _cell(at: dict, nb) -> str:
-    i = at["cell"]
-    return "its start" if i is None else f"cell {i + 1} of {len(nb.cells)}"
+def _copy_folder(src: Path, dst: Path) -> None:
+    """Copy the regular files of ``src`` (recursively, no symlinks, nothing special) into ``dst``."""
+    total = 0
+    for root, dirs, files in os.walk(src, followlinks=False):
+        rel = Path(root).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
+        for f in files:
+            p = Path(root) / f
+            try:
+                info = os.lstat(p)
+            except OSError:
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            total += info.st_size
+            if total > MAX_COPY_BYTES:
+                return
+            with open(p, "rb") as a, open(dst / rel / f, "wb") as b:
+                shutil.copyfileobj(a, b)
 
 
 def _first_line(text: str) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(text)).strip()
-    return text.splitlines()[0] if text else ""
+    return text.splitlines()[0][:300] if text else ""
 
 
-def rows_for(student: str, notebook: str, expected: list[str], run: NotebookRun) -> list[dict]:
-    """One row per exercise: the last outcome each checker reported, or why it never reported."""
-    last: dict[str, dict] = {}
-    for entry in run.entries:
-        last[entry["exercise"]] = entry
-    names = list(expected) + [k for k in last if k not in expected]
-    if run.state == "missing":
-        why = "notebook not submitted"
-    elif run.state == "ok":
-        why = "not reached: the checker never ran (its cell was removed or changed)"
-    else:
-        why = f"not reached: {run.reason}"
+def run_notebook(path: Path, plan: list[tuple[str, str]], spec: dict) -> NotebookRun:
+    """Run one student notebook in a sandboxed kernel and grade its exercises from the grader's side."""
+    import jupyter_client.kernelspec, jupyter_client.manager, nbclient, nbclient.exceptions, nbformat  # noqa: E401, I001 - dev extra, only to grade
+
+    KernelSpec, AsyncKernelManager = jupyter_client.kernelspec.KernelSpec, jupyter_client.manager.AsyncKernelManager
+    NotebookClient, errors = nbclient.NotebookClient, nbclient.exceptions
+    CellExecutionError, CellTimeoutError, DeadKernelError = (
+        errors.CellExecutionError, errors.CellTimeoutError, errors.DeadKernelError)
+
+    timeout = float(spec["timeout"])
+    if os.lstat(path).st_size > MAX_NOTEBOOK_BYTES:
+        return NotebookRun("crashed", f"the notebook is over {MAX_NOTEBOOK_BYTES // 2**20} MiB")
+    try:
+        with open(path, "rb") as fh:
+            nb = nbformat.reads(fh.read().decode("utf-8"), as_version=4)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is recorded, never fatal
+        return NotebookRun("crashed", f"the notebook could not be read ({type(e).__name__}: {_first_line(e)})")
+    cells = [c for c in nb.cells if c.get("cell_type") == "code"]
+    sources = [c.source for c in cells]
+    run = NotebookRun("ok")
+    for ex, binding in plan:
+        use = library_use(sources, binding, ex) if binding else None
+        if use:
+            run.results[ex] = ("uses library", f"{binding} {use}: write the exercise's code yourself")
+
+    tmp = Path(tempfile.mkdtemp(prefix="ddpm-grade-"))
+    work = tmp / "work"
+    try:
+        _copy_folder(path.parent, work)
+        for other in work.glob("*.ipynb"):
+            other.unlink()  # the kernel sees its own folder's other files, never the notebooks
+        env = sandbox.minimal_env(work, {
+            "DDPM_MODE": "fast", "DDPM_FAST": "1", "DDPM_OFFLINE": "1", "DDPM_RUNS_DIR": str(work / "runs"),
+            "DDPM_DATA_DIR": spec["data_dir"], sandbox.RUN_MARK_ENV: spec["mark"],
+            "DDPM_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": "",  # CUDA would not start under the address-space limit
+            GRADE_CAPTURE_ENV: json.dumps({ex: b for ex, b in plan if b}),
+        })
+        km = AsyncKernelManager(kernel_name=spec["kernel"])  # a blocking client would hang on a silent cell
+        base = km.kernel_spec
+        km._kernel_spec = KernelSpec(
+            argv=sandbox.wrap(spec["sandbox"], list(base.argv), work, [Path(h) for h in spec["hide"]],
+                              sandbox.Limits(cpu_seconds=int(timeout + 4 * spec["call_timeout"]) + 60,
+                                             memory_bytes=int(spec["memory_gb"] * 2**30))),
+            display_name=base.display_name, language=base.language, env={}, interrupt_mode="signal")
+        at = {"deadline": time.monotonic() + timeout}
+        client = NotebookClient(nb, km=km, resources={"metadata": {"path": str(work)}}, allow_errors=False,
+                                timeout_func=lambda cell: max(1, int(math.ceil(at["deadline"] - time.monotonic()))),
+                                shutdown_kernel="immediate", iopub_timeout=10)
+        start = time.monotonic()
+        call_budget = 4 * spec["call_timeout"] + 30
+
+        def execute(source: str, limit: float) -> None:
+            at["deadline"] = time.monotonic() + limit
+            cell = nbformat.v4.new_code_cell(source)
+            try:
+                client.execute_cell(cell, 0, store_history=False)
+            except CellTimeoutError:
+                raise TimeoutError from None
+            except DeadKernelError as e:
+                raise GraderFault(f"the kernel died ({_first_line(e)})") from None
+            except CellExecutionError:
+                pass  # no answer file: the call reports it
+            except Exception as e:  # noqa: BLE001
+                raise GraderFault(f"the kernel could not run the call ({type(e).__name__})") from None
+
+        calls = KernelCalls(execute, work, spec["call_timeout"],
+                            remaining=lambda: start + timeout + call_budget - time.monotonic())
+
+        def grade_exercise(ex: str, reached: str) -> None:
+            if ex in run.results:
+                return
+            try:
+                run.results[ex] = outcome(ex, proxy(calls, ex))
+            except GraderFault as e:
+                why = str(e)
+                if "never ran" in why:
+                    run.results[ex] = ("error", f"not reached: {reached}")
+                else:
+                    run.results[ex] = ("error", f"not graded: {why}")
+
+        at_cell = None
+        err = open(tmp / "kernel_stderr.txt", "w", encoding="utf-8")
+        try:
+            with client.setup_kernel(env=env, cwd=str(work), stdout=subprocess.DEVNULL, stderr=err):
+                try:
+                    at["deadline"] = start + timeout
+                    for index, cell in enumerate(nb.cells):
+                        if cell.get("cell_type") != "code":
+                            continue
+                        at_cell = index
+                        at["deadline"] = start + timeout
+                        client.execute_cell(cell, index)
+                        for name in _CALL.findall(cell.source):
+                            key = name.removeprefix("check_")
+                            if any(key == ex for ex, _ in plan):
+                                grade_exercise(key, "")
+                except CellExecutionError as e:
+                    run.state = "crashed"
+                    run.reason = f"the notebook stopped at cell {at_cell + 1} of {len(nb.cells)} with {e.ename}: {_first_line(e.evalue)}"
+                except (CellTimeoutError, TimeoutError):
+                    run.state = "timeout"
+                    run.reason = f"the notebook ran past the {timeout:g} s limit (at cell {(at_cell or 0) + 1} of {len(nb.cells)})"
+                except DeadKernelError as e:
+                    run.state = "crashed"
+                    run.reason = f"the kernel died at cell {(at_cell or 0) + 1} of {len(nb.cells)} ({_first_line(e)})"
+                    calls.lost = "the kernel died"
+                if run.state == "timeout":
+                    calls.lost = run.reason
+                reached = "the checker never ran (its cell was removed or changed)" if run.state == "ok" else run.reason
+                for ex, _ in plan:
+                    grade_exercise(ex, reached)
+        except Exception as e:  # noqa: BLE001 - a kernel that cannot start or stop never stops the class
+            run.state = "crashed"
+            run.reason = f"the notebook could not run ({type(e).__name__}: {_first_line(e)})"
+            for ex, _ in plan:
+                run.results.setdefault(ex, ("error", f"not reached: {run.reason}"))
+        finally:
+            err.close()
+            calls.close()
+        run.seconds = time.monotonic() - start
+    finally:
+        sandbox.kill_marked(spec["mark"])
+        shutil.rmtree(tmp, ignore_errors=True)
+    return run
+
+
+def rows_for(student: str, notebook: str, plan: list[tuple[str, str]], run: NotebookRun) -> list[dict]:
+    """One row per exercise of the notebook: the grader's verdict, or why there is none."""
+    if run.state in ("missing", "refused"):
+        return [dict(student=student, notebook=notebook, exercise=ex, status="error", message=run.reason)
+                for ex, _ in plan]
     rows = []
-    for name in names:
-        if name in last:
-            rows.append(dict(student=student, notebook=notebook, exercise=name, status=last[name]["status"],
-                             message=last[name].get("message", "")))
-        else:
-            rows.append(dict(student=student, notebook=notebook, exercise=name, status="error", message=why))
+    for ex, _ in plan:
+        status, message = run.results.get(ex, ("error", f"not reached: {run.reason or 'the checker never ran'}"))
+        rows.append(dict(student=student, notebook=notebook, exercise=ex, status=status, message=message))
     return rows
 
 
-def _students(submissions: Path) -> list[Path]:
-    return sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+def _die_with_parent(mark: str, parent: int) -> None:
+    """When the grader dies (killed by a submission, or Ctrl-C), stop this student's kernel and exit too."""
+
+    def stop(signum, frame):
+        sandbox.kill_marked(mark)
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the grader died before prctl
+        stop(None, None)
 
 
-def _notebooks(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.glob("*.ipynb") if not p.name.startswith("."))
+def worker() -> int:
+    """The child that grades one student: reads its spec on stdin, prints one tagged JSON line per notebook."""
+    spec = json.loads(sys.stdin.readline())
+    tag = spec["token"]
+    _die_with_parent(spec["mark"], int(spec["parent"]))
+    load_all()
+    for notebook in spec["notebooks"]:
+        plan = [tuple(p) for p in spec["plans"][notebook]]
+        path = Path(spec["folder"]) / notebook
+        refused = spec["refused"].get(notebook)
+        if refused:
+            run = NotebookRun("refused", refused)
+        elif not handed_in(path):
+            run = NotebookRun("missing", "notebook not submitted")
+        else:
+            run = run_notebook(path, plan, spec)
+        line = {"notebook": notebook, "state": run.state, "reason": run.reason, "seconds": run.seconds,
+                "rows": rows_for(spec["student"], notebook, plan, run)}
+        sys.stdout.write(tag + json.dumps(line) + "\n")
+        sys.stdout.flush()
+    return 0
 
 
-def grade(submissions: Path, instructor_dir: Path, timeout: float = DEFAULT_TIMEOUT,
-          kernel_name: str = "python3", progress=print) -> tuple[list[dict], list[dict]]:
-    """Grade every student folder in ``submissions``; return (rows of grades.csv, rows of the summary)."""
-    expected = expected_exercises(instructor_dir)
-    students = _students(submissions)
-    notebooks = sorted({nb for s in students for nb in _notebooks(s)})
-    rows, summary = [], []
-    for student in students:
-        unfinished = []
-        student_rows = []
-        for notebook in notebooks:
-            path = student / notebook
-            if path.is_file():
-                run = run_notebook(path, timeout, kernel_name)
-            else:
-                run = NotebookRun("missing", "notebook not submitted")
-            if run.state != "ok":
-                unfinished.append(f"{notebook}: {run.reason}")
-            new = rows_for(student.name, notebook, expected.get(notebook, []), run)
+# --- the class, in the grader -----------------------------------------------------------------------
+
+
+def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dict, options: dict,
+                  progress=print) -> tuple[list[dict], list[str]]:
+    """Grade one student in a child process; returns (rows, notebooks not finished). Never raises for the student."""
+
+    token = secrets.token_hex(16)
+    spec = dict(options, student=student.name, folder=str(student), notebooks=notebooks, token=token,
+                plans={nb: plans[nb] for nb in notebooks}, refused=refused, mark=secrets.token_hex(12),
+                parent=os.getpid())
+    limit = len(notebooks) * (options["timeout"] + 6 * options["call_timeout"] + 120)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
+    errors = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "ddpm_lib.course.grade", _WORKER_FLAG], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=errors, start_new_session=True, env=env, text=True)
+    proc.stdin.write(json.dumps(spec) + "\n")
+    proc.stdin.close()
+    rows: list[dict] = []
+    unfinished: list[str] = []
+    done: set[str] = set()
+    deadline = time.monotonic() + limit
+
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    buffer = ""
+    while time.monotonic() < deadline:
+        if not sel.select(timeout=1.0):
+            if proc.poll() is not None:
+                break
+            continue
+        chunk = os.read(proc.stdout.fileno(), 1 << 16).decode("utf-8", "replace")
+        if not chunk:
+            break
+        buffer += chunk
+        while "\n" in buffer:
+            line, buffer = buffer.split("\n", 1)
+            if not line.startswith(token):
+                continue
+            try:
+                got = json.loads(line[len(token):])
+            except ValueError:
+                continue
+            nb = got.get("notebook")
+            if nb not in notebooks or nb in done:
+                continue
+            done.add(nb)
+            new = [{k: str(r.get(k, "")) for k in FIELDS} for r in got.get("rows", [])
+                   if r.get("student") == student.name and r.get("notebook") == nb and r.get("status") in STATUSES]
+            rows += new
+            if got.get("state") not in ("ok", "missing"):
+                unfinished.append(f"{nb}: {got.get('reason', '')}")
             counts = {s: sum(r["status"] == s for r in new) for s in STATUSES}
-            progress(f"{student.name}/{notebook}: {run.state} in {run.seconds:.1f} s; "
+            progress(f"{shown(student.name)}/{nb}: {got.get('state')} in {float(got.get('seconds') or 0):.1f} s; "
                      + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
-            student_rows += new
-        rows += student_rows
-        line = {"student": student.name}
-        for s in STATUSES:
-            line[s.replace(" ", "_")] = sum(r["status"] == s for r in student_rows)
-        line["exercises"] = len(student_rows)
-        line["notebooks_not_finished"] = "; ".join(unfinished)
-        summary.append(line)
-    return rows, summary
-
-
-def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path, buf.getvalue())
+    try:
+        proc.wait(timeout=max(1.0, min(30.0, deadline - time.monotonic())))
+        killed_by = ""
+    except subprocess.TimeoutExpired:
+        killed_by = "ran past its time limit and was stopped"
+    try:
+        os.killpg(proc.pid, 9)
+    except OSError:
+        pass
+    proc.wait()
+    sandbox.kill_marked(spec["mark"])
+    if killed_by == "" and proc.returncode != 0:
+        killed_by = f"was killed (exit code {proc.returncode}; a notebook may have killed it)"
+    errors.seek(0)
+    last = [line for line in errors.read()[-4000:].splitlines() if line.strip()][-1:]
+    errors.close()
+    if killed_by and last:
+        killed_by += f" [{last[0][:200]}]"
+    for nb in notebooks:
+        if nb not in done:
+            why = f"not graded: the grading process for this student {killed_by or 'ended early'} during {nb}"
+            rows += [dict(student=student.name, notebook=nb, exercise=ex, status="error", message=why)
+                     for ex, _ in plans[nb]]
+            unfinished.append(f"{nb}: {why}")
+            progress(f"{shown(student.name)}/{nb}: error: {why}")
+    return rows, unfinished
 
 
 def summary_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}_summary.csv")
 
 
+def summary_line(student: str, rows: list[dict], unfinished: list[str], notes: list[str], mode: str) -> dict:
+    line = {"student": student}
+    for s in STATUSES:
+        line[s.replace(" ", "_")] = sum(r["status"] == s for r in rows)
+    line["exercises"] = len(rows)
+    line["notebooks_not_finished"] = "; ".join(unfinished)
+    line["notes"] = "; ".join(notes)
+    line["sandbox"] = mode
+    return line
+
+
+def _positive(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a finite positive number, got {text!r}")
+        return value
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit code 2 (argparse prints the usage too)
+        print(f"grade: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ddpm_lib.course.grade", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="python -m ddpm_lib.course.grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("submissions", help="folder with one sub-folder of notebooks per student")
     parser.add_argument("--out", default="grades.csv", help="grades CSV to write (default: grades.csv)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+    parser.add_argument("--timeout", type=_positive("--timeout"), default=DEFAULT_TIMEOUT,
                         help=f"seconds allowed per notebook (default: {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--call-timeout", type=_positive("--call-timeout"), default=DEFAULT_CALL_TIMEOUT,
+                        help=f"seconds allowed per call of a student's function while grading (default: "
+                        f"{DEFAULT_CALL_TIMEOUT:g})")
+    parser.add_argument("--memory-gb", type=_positive("--memory-gb"), default=16.0,
+                        help="address-space limit of a student's kernel, GiB (default: 16)")
     parser.add_argument("--instructor", default=None,
                         help="folder of the instructor notebooks, to list each notebook's exercises "
                         "(default: this checkout's notebooks/)")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel to run the notebooks with")
+    parser.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"],
+                        help="OS sandbox for the students' kernels (default: auto, the best that works here)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run: keep --out and skip the students already in it")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == [_WORKER_FLAG]:
+        return worker()
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:
+        if not e.code:  # --help
+            raise
+        return int(e.code)
 
     submissions = Path(args.submissions)
     instructor = Path(args.instructor) if args.instructor else default_instructor_dir()
     out = Path(args.out)
-    if not submissions.is_dir():
-        print(f"grade: SUBMISSIONS {submissions} is not a folder; give the folder holding one sub-folder per student.",
-              file=sys.stderr)
-        return 2
-    if not _students(submissions):
-        print(f"grade: {submissions} holds no student folders; expected {submissions}/<student>/<notebook>.ipynb.",
-              file=sys.stderr)
-        return 2
-    if not any(_notebooks(s) for s in _students(submissions)):
-        print(f"grade: no notebooks were handed in: {submissions}/<student>/ folders hold no .ipynb files.",
-              file=sys.stderr)
-        return 2
-    if not instructor.is_dir() or not any(instructor.glob("*.ipynb")):
-        print(f"grade: --instructor {instructor} holds no notebooks; point it at the course's notebooks/ folder.",
-              file=sys.stderr)
-        return 2
-    if args.timeout <= 0:
-        print(f"grade: --timeout must be a positive number of seconds, got {args.timeout:g}.", file=sys.stderr)
-        return 2
-    if not out.parent.is_dir():
-        print(f"grade: --out {out}: the folder {out.parent} does not exist; create it or choose another path.",
-              file=sys.stderr)
+
+    def refuse(message: str) -> int:
+        print(f"grade: {message}", file=sys.stderr)
         return 2
 
-    rows, summary = grade(submissions, instructor, args.timeout, args.kernel)
-    _write_csv(out, FIELDS, rows)
-    _write_csv(summary_path(out), SUMMARY_FIELDS, summary)
+    if not submissions.is_dir():
+        return refuse(f"SUBMISSIONS {submissions} is not a folder; give the folder holding one sub-folder per student.")
+    if not instructor.is_dir() or not any(instructor.glob("*.ipynb")):
+        return refuse(f"--instructor {instructor} holds no notebooks; point it at the course's notebooks/ folder.")
+    plans = instructor_plan(instructor)
+    found = scan(submissions, set(plans))
+    if not found.students:
+        return refuse(f"{submissions} holds no student folders; expected {submissions}/<student>/<notebook>.ipynb.")
+    notebooks = sorted({nb for s in found.students for nb in plans if handed_in(s / nb) or nb in found.refused[s.name]})
+    if not notebooks:
+        return refuse(f"no course notebooks were handed in: {submissions}/<student>/ folders hold no .ipynb files "
+                      f"named like those in {instructor}.")
+    if not out.parent.is_dir():
+        return refuse(f"--out {out}: the folder {out.parent} does not exist; create it or choose another path.")
+    for path in (out, summary_path(out)):
+        fields = FIELDS if path == out else SUMMARY_FIELDS
+        if path.exists() and (not path.is_file() or path.stat().st_size and not _is_grades_csv(path, fields)):
+            return refuse(f"--out {path} exists and is not a grades CSV written by this command; choose another path.")
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager  # dev extra, only to grade
+
+        KernelSpecManager().get_kernel_spec(args.kernel)
+    except Exception:  # noqa: BLE001 - NoSuchKernel and friends: one line
+        return refuse(f"--kernel {args.kernel}: no such Jupyter kernel here; list them with `jupyter kernelspec list`.")
+    if args.resume and not out.exists():
+        return refuse(f"--resume: {out} does not exist; run without --resume to start the class.")
+
+
+    mode = sandbox.detect(args.sandbox)
+    if args.sandbox not in ("auto", mode):
+        return refuse(f"--sandbox {args.sandbox} does not work on this machine; use --sandbox auto.")
+    print(f"grade: sandbox: {mode} ({sandbox.describe(mode)})")
+    done: set[str] = set()
+    if args.resume:
+        done = _done_students(out)
+        print(f"grade: --resume: {len(done)} student(s) already in {out} are skipped")
+    else:
+        for path in (out, summary_path(out)):
+            path.unlink(missing_ok=True)
+    options = {"timeout": args.timeout, "call_timeout": args.call_timeout, "memory_gb": args.memory_gb,
+               "kernel": args.kernel, "sandbox": mode, "data_dir": str(load_settings().data_dir),
+               "hide": sorted({str(submissions.resolve()), str(instructor.resolve()), str(out.resolve()),
+                               str(summary_path(out).resolve())})}
+    for line in found.skipped:
+        print(f"grade: {shown(line)}")
+    summary = []
+    in_summary = _done_students(summary_path(out)) if args.resume and summary_path(out).exists() else set()
+    if done - in_summary:  # killed between a student's rows and their summary line: rebuild it from the rows
+        with open(out, encoding="utf-8", newline="") as fh:
+            old_rows = list(csv.DictReader(fh))
+        for student in sorted(done - in_summary):
+            mine = [r for r in old_rows if r["student"] == student]
+            append_rows(summary_path(out), SUMMARY_FIELDS,
+                        [summary_line(student, mine, [], ["summary line rebuilt by --resume"], mode)])
+    for name in found.skipped:
+        student = name.split(":")[0]
+        if neutral(student) not in in_summary:
+            line = summary_line(student, [], [], [name], mode)
+            summary.append(line)
+            append_rows(summary_path(out), SUMMARY_FIELDS, [line])
+    total = 0
+    for student in found.students:
+        if neutral(student.name) in done:  # the CSV holds the neutralised name
+            continue
+        rows, unfinished = grade_student(student, notebooks, plans, found.refused[student.name], options)
+        for nb in found.refused[student.name]:
+            if nb not in notebooks:
+                unfinished.append(found.refused[student.name][nb])
+        append_rows(out, FIELDS, rows)
+        line = summary_line(student.name, rows, unfinished, found.notes[student.name], mode)
+        append_rows(summary_path(out), SUMMARY_FIELDS, [line])
+        summary.append(line)
+        total += len(rows)
     print()
-    print(f"{'student':20s} {'correct':>7s} {'wrong':>5s} {'not done':>8s} {'error':>5s}  notebooks not finished")
+    print(f"{'student':20s} {'correct':>7s} {'wrong':>5s} {'not done':>8s} {'library':>7s} {'error':>5s}  notes")
     for line in summary:
-        print(f"{line['student']:20s} {line['correct']:7d} {line['wrong']:5d} {line['not_done']:8d} {line['error']:5d}  "
-              f"{line['notebooks_not_finished'] or '-'}")
-    print(f"\nWrote {out} ({len(rows)} rows) and {summary_path(out)}.")
+        extra = "; ".join(x for x in (line["notebooks_not_finished"], line["notes"]) if x)
+        print(f"{shown(line['student'])[:20]:20s} {line['correct']:7d} {line['wrong']:5d} {line['not_done']:8d} "
+              f"{line['uses_library']:7d} {line['error']:5d}  {shown(extra) or '-'}")
+    print(f"\nWrote {out} ({total} rows) and {summary_path(out)}; sandbox: {mode}.")
     return 0
 
 

@@ -16,6 +16,13 @@ at the BEGIN marker's indentation::
 Usage: ``python -m ddpm_lib.course.student notebooks build/student`` (a folder or single ``.ipynb`` files, then the
 output folder). Code cells without markers and all markdown cells are copied unchanged; every output and
 execution count is removed.
+
+Refused, with one line and exit code 2, before anything is written: an output folder that is a source
+folder, inside one, or holds one (``student notebooks notebooks`` would replace the solutions by their
+student copies), or that holds a source notebook given by name; an existing file in the output folder that holds solution markers (an instructor
+notebook); and a line in a code cell that looks like a marker but is not exactly one
+(``###BEGIN SOLUTION``, ``# BEGIN SOLUTION``, ``### begin solution``): such a line would leave the solution
+in the student copy.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -33,8 +41,16 @@ END = "### END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("your code here")'
 
 
+#: anything a person could mean as a marker: a comment whose words are "begin/end solution", any case or spacing
+_NEAR_MARKER = re.compile(r"^#+\s*(begin|end)[\s_-]*solution\b", re.IGNORECASE)
+
+
 class MarkerError(ValueError):
-    """An unbalanced or nested solution marker. The message names the notebook, the cell and the line."""
+    """An unbalanced, nested or misspelt solution marker. The message names the notebook, the cell and the line."""
+
+
+class OutputError(ValueError):
+    """The output folder would overwrite the sources (or an instructor notebook)."""
 
 
 def _lines(source) -> list[str]:
@@ -49,6 +65,10 @@ def strip_solutions(source: str, where: str = "cell") -> tuple[str, int]:
     count = 0
     for number, line in enumerate(_lines(source), start=1):
         stripped = line.strip()
+        if stripped not in (BEGIN, END) and _NEAR_MARKER.match(stripped):
+            exact = BEGIN if "begin" in stripped.lower() else END
+            raise MarkerError(f"{where}: line {number} looks like a solution marker but is not exact: {stripped!r}; "
+                              f"write {exact!r} on a line of its own.")
         if stripped == BEGIN:
             if begin_line is not None:
                 raise MarkerError(f"{where}: line {number} opens a second '{BEGIN}' before the one on line {begin_line} was closed with '{END}'.")
@@ -90,25 +110,38 @@ def make_student_notebook(nb: dict, name: str = "notebook") -> tuple[dict, int]:
 def write_student_copies(sources: list[str | os.PathLike], out_dir: str | os.PathLike) -> dict[str, int]:
     """Write the student copy of every notebook in ``sources`` (folders or files) into ``out_dir``.
 
-    Returns {notebook file name: number of exercises replaced}. Checks every notebook before writing any.
+    Returns {notebook file name: number of exercises replaced}. Checks every notebook, and that nothing of
+    the sources would be overwritten, before writing any.
     """
     files: list[Path] = []
+    folders: list[Path] = []
     for s in sources:
         p = Path(s)
         if p.is_dir():
             files += sorted(q for q in p.glob("*.ipynb") if not q.name.startswith("."))
+            folders.append(p)
         elif p.suffix == ".ipynb" and p.is_file():
             files.append(p)
         else:
             raise FileNotFoundError(f"{p}: not a notebook or a folder of notebooks.")
     if not files:
         raise FileNotFoundError(f"no .ipynb files found in {', '.join(map(str, sources))}.")
+    check_output_folder(folders, Path(out_dir))
+    for f in files:
+        if (Path(out_dir) / f.name).resolve() == f.resolve():
+            raise OutputError(f"OUT_DIR {out_dir} holds {f} itself: its student copy would replace it. Choose another "
+                              "folder, e.g. build/student.")
     copies = []
     for f in files:
         with open(f, encoding="utf-8") as fh:
             nb = json.load(fh)
         copies.append((f, *make_student_notebook(nb, name=str(f))))
     out = Path(out_dir)
+    for f, _, _ in copies:
+        target = out / f.name
+        if target.exists() and _has_markers(target):
+            raise OutputError(f"{target} exists and holds solution markers (an instructor notebook); "
+                              "choose an empty OUT_DIR for the student copies.")
     out.mkdir(parents=True, exist_ok=True)
     report = {}
     for f, nb, n in copies:
@@ -116,6 +149,36 @@ def write_student_copies(sources: list[str | os.PathLike], out_dir: str | os.Pat
         atomic_write(target, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         report[f.name] = n
     return report
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_output_folder(source_folders: list[Path], out: Path) -> None:
+    """Raise :class:`OutputError` when ``out`` is a source folder, inside one, or holds one."""
+    target = out.resolve()
+    for folder in source_folders:
+        src = folder.resolve()
+        if target == src:
+            raise OutputError(f"OUT_DIR {out} is the source folder {folder}: the student copies would replace the "
+                              "instructor notebooks. Choose another folder, e.g. build/student.")
+        if _inside(target, src):
+            raise OutputError(f"OUT_DIR {out} is inside the source folder {folder}; choose a folder outside it, "
+                              "e.g. build/student.")
+        if _inside(src, target):
+            raise OutputError(f"OUT_DIR {out} holds the source folder {folder}; choose a folder outside it, "
+                              "e.g. build/student.")
+
+
+def _has_markers(path: Path) -> bool:
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        cells = nb.get("cells", []) if isinstance(nb, dict) else []
+    except (OSError, ValueError):
+        return False
+    return any(c.get("cell_type") == "code" and BEGIN in "".join(c.get("source") or []) for c in cells
+               if isinstance(c, dict))
 
 
 def build_parser():
@@ -132,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         report = write_student_copies(args.sources, args.out_dir)
-    except (MarkerError, FileNotFoundError, json.JSONDecodeError) as e:
+    except (MarkerError, OutputError, FileNotFoundError, json.JSONDecodeError) as e:
         print(f"make student: {e}", file=sys.stderr)
-        return 1
+        return 2
     for name, n in report.items():
         print(f"  {name}: {n} exercise(s) replaced")
     print(f"Student copies written to {args.out_dir}/")

@@ -14,22 +14,32 @@ a closed form), and **returns the function the rest of the notebook should use**
   copies): it prints exactly one line, ``X: not done yet: the rest of the notebook uses the reference
   solution``, and returns the checker's reference implementation, so "Run All" carries on;
 - wrong: it raises :class:`ExerciseError` with a specific hint (shown without a traceback through the
-  checker's frames). When grading (``DDPM_GRADE_CONTINUE=1``, set by :mod:`ddpm_lib.course.grade`) it prints
-  the hint instead and returns the reference, so that each exercise is graded on its own;
-- a crash inside the checker itself is recorded as ``error`` and re-raised.
+  checker's frames);
+- a crash inside the checker itself is re-raised.
 
-Each outcome is also recorded by :func:`record`: when the environment variable ``DDPM_GRADE_LOG`` names
-a file, one JSON line ``{"exercise", "status", "message", "checker"}`` is appended to it
-(``status`` in ``correct``, ``wrong``, ``not done``, ``error``). :mod:`ddpm_lib.course.grade` reads these lines.
+**Grading** (:mod:`ddpm_lib.course.grade`) never trusts what runs in the student's kernel. There the checkers run
+in *capture* mode (``DDPM_GRADE_CAPTURE`` holds ``{exercise: name}``, the name the INSTRUCTOR notebook
+binds, ``name = check_X(name)``): ``check_X(fn)`` only stores the function bound to that name in the
+caller's globals (or ``fn`` when there is none) in :data:`CAPTURED` and returns the reference, so "Run All"
+carries on. The grader then runs each checker in its own process with :func:`outcome` on a proxy that
+forwards every call to the kernel (:mod:`ddpm_lib.course.gradecall`); the verdict is computed by the grader's
+code from the answers the student's function returns for the grader's inputs.
+
+Each checker also declares ``library``: the dotted names of the ddpm_lib functions that implement its
+exercise; with the checker's ``reference`` they are what "uses library" detection looks for
+(:mod:`ddpm_lib.course.libcalls`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import io
 import json
 import os
 import pkgutil
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -37,13 +47,15 @@ from typing import Any
 
 import torch
 
-GRADE_LOG_ENV = "DDPM_GRADE_LOG"
-GRADE_CONTINUE_ENV = "DDPM_GRADE_CONTINUE"
-STATUSES = ("correct", "wrong", "not done", "error")
+GRADE_CAPTURE_ENV = "DDPM_GRADE_CAPTURE"
+STATUSES = ("correct", "wrong", "not done", "uses library", "error")
+CAPTURED_LINE = "handed in for grading: the rest of the notebook uses the reference solution"
 NOT_DONE_LINE = "not done yet: the rest of the notebook uses the reference solution"
 
 #: every checker made with :func:`exercise`, by exercise name ("cosine_schedule" for check_cosine_schedule)
 CHECKERS: dict[str, Callable] = {}
+#: capture mode (grading): exercise name -> the student's function, filled by the checkers in the kernel
+CAPTURED: dict[str, Callable] = {}
 
 
 class ExerciseError(AssertionError):
@@ -72,64 +84,83 @@ class NotDone(Exception):
     """The student's function raised NotImplementedError: the exercise has not been attempted yet."""
 
 
-def record(exercise: str, status: str, message: str = "", checker: str = "") -> None:
-    """Record one checker outcome: append a JSON line to the file named by ``$DDPM_GRADE_LOG`` (if set).
-
-    This is the only place outcomes are written; :func:`exercise` calls it for every checker.
-    """
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-    path = os.environ.get(GRADE_LOG_ENV)
-    if not path:
-        return
-    line = json.dumps({"exercise": exercise, "status": status, "message": message, "checker": checker})
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line + "\n")
-
-
 def _shown_name(fn: Any, exercise_name: str) -> str:
     name = getattr(fn, "__name__", "")
     return name if name and name.isidentifier() else exercise_name
 
 
-def exercise(reference: Callable, name: str | None = None) -> Callable[[Callable], Callable]:
+def _capture_names() -> dict[str, str] | None:
+    raw = os.environ.get(GRADE_CAPTURE_ENV)
+    if not raw:
+        return None
+    try:
+        names = json.loads(raw)
+    except ValueError:
+        return {}
+    return names if isinstance(names, dict) else {}
+
+
+def exercise(reference: Callable, name: str | None = None, library: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
     """Decorator: turn ``check(fn)``, which raises ExerciseError on a wrong answer, into a checker that
     follows the contract in this module's docstring and returns the function to use from then on.
 
     ``reference`` is the checker's own implementation, with the same signature as the student's function;
-    ``name`` is the exercise's name in the grade log (default: the checker's name without ``check_``).
+    ``name`` is the exercise's name in grades.csv (default: the checker's name without ``check_``);
+    ``library`` lists the dotted names of the ddpm_lib functions that implement the exercise (an answer that
+    calls one of them, or the reference, is graded "uses library").
     """
 
     def decorate(check: Callable) -> Callable:
         key = name or check.__name__.removeprefix("check_")
-        qualified = f"{check.__module__}.{check.__name__}"
 
         @functools.wraps(check)
         def checker(fn: Callable, *args, **kwargs) -> Callable:
+            capture = _capture_names()
+            if capture is not None:
+                binding = capture.get(key)
+                caller = sys._getframe(1).f_globals
+                CAPTURED[key] = caller[binding] if isinstance(binding, str) and binding in caller else fn
+                print(f"{_shown_name(fn, key)}: {CAPTURED_LINE}")
+                return reference
             try:
                 check(fn, *args, **kwargs)
             except NotDone:
                 print(f"{_shown_name(fn, key)}: {NOT_DONE_LINE}")
-                record(key, "not done", NOT_DONE_LINE, qualified)
                 return reference
-            except ExerciseError as e:
-                record(key, "wrong", str(e), qualified)
-                if os.environ.get(GRADE_CONTINUE_ENV) == "1":
-                    print(f"Wrong: {e} (grading: the rest of the notebook uses the reference solution)")
-                    return reference
-                raise
-            except Exception as e:
-                record(key, "error", f"the checker itself failed: {type(e).__name__}: {e}", qualified)
-                raise
-            record(key, "correct", "", qualified)
             return fn
 
         checker.exercise = key
         checker.reference = reference
+        checker.library = tuple(library)
+        checker.check = check
         CHECKERS[key] = checker
         return checker
 
     return decorate
+
+
+class GraderFault(BaseException):
+    """The grader could not ask the student's code at all (the kernel died or hung): not the student's answer.
+
+    A BaseException, so that neither :func:`call_student` nor a checker turns it into a wrong answer."""
+
+
+def outcome(key: str, fn: Callable) -> tuple[str, str]:
+    """Run exercise ``key``'s checker on ``fn`` and return ``(status, message)``, printing nothing.
+
+    status: correct, wrong (message: the hint), not done, or error (the checker itself failed). A
+    :class:`GraderFault` raised by ``fn`` propagates."""
+    checker = CHECKERS[key]
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            checker.check(fn)
+        except NotDone:
+            return "not done", NOT_DONE_LINE
+        except ExerciseError as e:
+            return "wrong", str(e)
+        except Exception as e:  # noqa: BLE001 - a bug in a checker is recorded, never fatal
+            return "error", f"the checker itself failed: {type(e).__name__}: {e}"
+    return "correct", ""
 
 
 def passed(name: str, detail: str = "") -> None:
@@ -169,7 +200,6 @@ def check_tensor(name: str, got: Any, expected: torch.Tensor, *, atol: float = 1
 
 def load_all() -> dict[str, Callable]:
     """Import every checker module and return :data:`CHECKERS` (exercise name -> checker)."""
-
     for info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{info.name}")
     return dict(CHECKERS)

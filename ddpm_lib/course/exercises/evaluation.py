@@ -145,7 +145,7 @@ def _fid_cases():
         yield a, b
 
 
-@exercise(reference=reference_fid)
+@exercise(reference=reference_fid, library=('ddpm_lib.evaluation.metrics.fid_from_features', 'ddpm_lib.evaluation.metrics.frechet_distance', 'ddpm_lib.evaluation.metrics.feature_statistics'))
 def check_fid(fn: Callable) -> None:
     """Check ``fn(features1, features2) -> float`` (NumPy float64 (N, D) arrays) against FID's formula."""
     name = "fid"
@@ -216,7 +216,7 @@ def _kid_cases():
         yield x, y
 
 
-@exercise(reference=reference_kid)
+@exercise(reference=reference_kid, library=('ddpm_lib.evaluation.metrics.kernel_inception_distance',))
 def check_kid(fn: Callable) -> None:
     """Check ``fn(features1 (m, D), features2 (n, D)) -> float`` against the unbiased MMD^2 with the cubic kernel."""
     name = "kid"
@@ -278,7 +278,7 @@ def _is_cases():
     yield q, True
 
 
-@exercise(reference=reference_inception_score)
+@exercise(reference=reference_inception_score, library=('ddpm_lib.evaluation.metrics.inception_score',))
 def check_inception_score(fn: Callable) -> None:
     """Check ``fn(probs (N, K)) -> float`` against exp(mean_x KL(p(y|x) || p(y)))."""
     name = "inception_score"

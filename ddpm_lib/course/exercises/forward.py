@@ -166,7 +166,7 @@ def _broadcast_hint(msg: str) -> str:
     return ""
 
 
-@exercise(reference=reference_add_noise)
+@exercise(reference=reference_add_noise, library=('ddpm_lib.diffusion.forward.add_noise',))
 def check_add_noise(fn: Callable) -> None:
     """Check ``fn(x0, noise, t, betas)`` against q(x_t | x_0) (Ho et al. eq. 4) on several inputs."""
     for desc, x0, noise, t, betas in _cases():
@@ -236,7 +236,7 @@ def _step_mistakes(x_prev, t, noise, betas):
         math.sqrt(b) * x + math.sqrt(1 - b) * n
 
 
-@exercise(reference=reference_q_step)
+@exercise(reference=reference_q_step, library=('ddpm_lib.diffusion.forward.q_step',))
 def check_q_step(fn: Callable) -> None:
     """Check ``fn(x_prev, t, noise, betas) -> x_t`` (eq. 2) for t = 0, a middle t and T - 1, on two schedules."""
     name = "q_step"
@@ -343,7 +343,7 @@ def _as_variance(name: str, var, mean_shape) -> float:
     raise ExerciseError(f"{name}: return the variance as a number (float or 0-d tensor), got {type(var).__name__}.")
 
 
-@exercise(reference=reference_posterior)
+@exercise(reference=reference_posterior, library=('ddpm_lib.diffusion.forward.q_posterior', 'ddpm_lib.diffusion.forward.posterior_coefficients'))
 def check_posterior(fn: Callable) -> None:
     """Check ``fn(x0, x_t, t, betas) -> (mean, variance)`` (eqs. 6-7) for t = 0, small, middle and last t."""
     name = "posterior"

@@ -40,7 +40,7 @@ def reference_cfg_mix(out_cond: torch.Tensor, out_uncond: torch.Tensor, w: float
     return out_uncond + w * (out_cond - out_uncond)
 
 
-@exercise(reference=reference_cfg_mix)
+@exercise(reference=reference_cfg_mix, library=('ddpm_lib.diffusion.samplers.guided_output',))
 def check_cfg_mix(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> None:
     """Check ``fn(out_cond, out_uncond, w) -> tensor`` of the same shape."""
     g = torch.Generator().manual_seed(0)
@@ -92,7 +92,7 @@ def _dropout_call(name: str, fn: Callable, labels: torch.Tensor, p: float, null:
     return got
 
 
-@exercise(reference=reference_drop_labels)
+@exercise(reference=reference_drop_labels, library=('ddpm_lib.diffusion.losses.drop_labels',))
 def check_drop_labels(fn: Callable) -> None:
     """Check ``fn(labels (B,) long, p, null_class, generator) -> (B,) long`` drops each label with probability p."""
     name = "drop_labels"
@@ -174,7 +174,7 @@ def reference_guided_output(model, x_t: torch.Tensor, t: torch.Tensor, labels: t
     return out_uncond + w * (out_cond - out_uncond)
 
 
-@exercise(reference=reference_guided_output)
+@exercise(reference=reference_guided_output, library=('ddpm_lib.diffusion.samplers.guided_output',))
 def check_guided_output(fn: Callable) -> None:
     """Check ``fn(model, x_t, t, labels, w) -> guided output`` on a probe conditional model."""
     name = "guided_output"

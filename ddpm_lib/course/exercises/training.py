@@ -108,7 +108,7 @@ def reference_ema_warmup(num_updates: int, decay: float) -> float:
     return min(decay, (1.0 + num_updates) / (10.0 + num_updates))
 
 
-@exercise(reference=reference_diffusion_loss)
+@exercise(reference=reference_diffusion_loss, library=('ddpm_lib.diffusion.losses.training_loss',))
 def check_diffusion_loss(fn: Callable) -> None:
     """Check ``fn(model, x0, t, noise, alpha_bars)`` returns the simple DDPM loss as a scalar tensor with gradients."""
     name = "diffusion loss"
@@ -141,7 +141,7 @@ def check_diffusion_loss(fn: Callable) -> None:
     passed(name, "This is Algorithm 1 of Ho et al.; ddpm_lib.diffusion.losses.training_loss adds the random t and noise.")
 
 
-@exercise(reference=reference_ema_update)
+@exercise(reference=reference_ema_update, library=('ddpm_lib.models.ema.EMA',))
 def check_ema_update(fn: Callable) -> None:
     """Check ``fn(ema_params, params, decay)`` updates each EMA tensor in place: ema = decay * ema + (1 - decay) * p."""
     name = "EMA update"
@@ -190,7 +190,7 @@ def _warmup_mistakes():
            "SMALLER of the two, min(decay, (1 + n) / (10 + n))."), lambda n, d: max(d, (1.0 + n) / (10.0 + n))
 
 
-@exercise(reference=reference_ema_warmup)
+@exercise(reference=reference_ema_warmup, library=('ddpm_lib.models.ema.ema_decay_at',))
 def check_ema_warmup(fn: Callable) -> None:
     """Check ``fn(num_updates, decay)`` returns min(decay, (1 + n) / (10 + n)) for several n and decay."""
     name = "EMA warm-up decay"
@@ -275,7 +275,7 @@ def _variant_step(*, t_high_minus: int = 0, one_t: bool = False, noise_first: bo
     return step
 
 
-@exercise(reference=reference_train_step)
+@exercise(reference=reference_train_step, library=('ddpm_lib.training.trainer.Trainer', 'ddpm_lib.diffusion.losses.training_loss'))
 def check_train_step(fn: Callable) -> None:
     """Check ``fn(model, opt, x0, alpha_bars, generator) -> float``: two steps of Algorithm 1 on a probe model."""
     name = "train_step"

@@ -61,7 +61,7 @@ def reference_timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-@exercise(reference=reference_timestep_embedding)
+@exercise(reference=reference_timestep_embedding, library=('ddpm_lib.models.embeddings.timestep_embedding', 'ddpm_lib.models.embeddings.TimestepEmbedding'))
 def check_timestep_embedding(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
     """Check ``fn(t, dim) -> (B, dim)`` float tensor (``t``: LongTensor ``(B,)``, ``dim`` even)."""
     t = torch.tensor([0, 1, 3, 10, 250, 999])
@@ -232,7 +232,7 @@ def _resblock_cases():
     return cases
 
 
-@exercise(reference=reference_resblock_forward)
+@exercise(reference=reference_resblock_forward, library=('ddpm_lib.models.blocks.ResBlock.forward',))
 def check_resblock_forward(fn: Callable) -> None:
     """Check ``fn(block, x, emb) -> (B, C_out, H, W)`` against the block written out in float64."""
     name = "resblock_forward"
@@ -310,7 +310,7 @@ _ATTENTION_MISTAKES = [
 ]
 
 
-@exercise(reference=reference_multihead_attention)
+@exercise(reference=reference_multihead_attention, library=('ddpm_lib.models.blocks.AttentionBlock',))
 def check_multihead_attention(fn: Callable) -> None:
     """Check ``fn(q, k, v, num_heads) -> (B, N, C)`` for 1, 2 and 4 heads, with N != C."""
     name = "multihead_attention"

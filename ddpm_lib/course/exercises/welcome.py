@@ -72,7 +72,7 @@ def _model_range_mistakes(images: torch.Tensor):
     yield "your values are in [-255, 255]: divide by 127.5 after (or before) shifting.", 2 * p - 255
 
 
-@exercise(reference=_to_model_range)
+@exercise(reference=_to_model_range, library=('ddpm_lib.data.image_datasets.to_unit_range',))
 def check_to_model_range(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Check ``fn(uint8 images (B, C, H, W)) -> float images in [-1, 1]`` on every value 0..255."""
     name = "to_model_range"
@@ -127,7 +127,7 @@ def _pixel_mistakes(x: torch.Tensor):
         (x * 127.5 + 1).round().clamp(0, 255).to(u8)
 
 
-@exercise(reference=reference_to_pixels)
+@exercise(reference=reference_to_pixels, library=('ddpm_lib.viz.to_uint8',))
 def check_to_pixels(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Check ``fn(float images (B, C, H, W), about [-1, 1]) -> uint8 pixels`` (the inverse of to_model_range)."""
     name = "to_pixels"
