@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .DEFAULT_GOAL := help
-.PHONY: weights help install test test-unit test-notebooks test-student test-slow test-oldest run lab lint student grade data fid-weights bench gpu-data clean
+.PHONY: weights release help install test test-unit test-notebooks test-student test-slow test-oldest run lab lint student grade data fid-weights bench gpu-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -83,6 +83,10 @@ bench: $(STAMP) ## speed of ddpm_lib's UNet against diffusers' UNet2DModel
 
 gpu-data: ## pack the GPU suite's data into .devdata/ (and with WHEELS=1 diffusers' wheel into .whl/) for the device call
 	tools/gpu_data.sh
+
+release: ## make release VERSION=X.Y.Z: write the version into ddpm_lib and every notebook, commit, create the tag vX.Y.Z the Colab cells install
+	@test -n "$(VERSION)" || { echo "make release: set VERSION=X.Y.Z, the version to release (now $$(sed -n 's/^__version__ = \"\(.*\)\"/\1/p' ddpm_lib/__init__.py))." >&2; exit 2; }
+	$(PYTHON) tools/set_version.py "$(VERSION)" --tag
 
 clean: ## remove build outputs and caches (keeps .venv, data/ and runs/)
 	rm -rf build .pytest_cache .ruff_cache
