@@ -3,7 +3,7 @@
     python tools/set_version.py 0.3.0          # only rewrite the files
     python tools/set_version.py 0.3.0 --tag    # = make release VERSION=0.3.0: rewrite, commit, tag v0.3.0
 
-Rewrites ``ddpm_lib.__version__``, the ref every notebook's Colab cell installs
+Rewrites ``ddpm_lib.__version__`` (and ``version:`` in ``CITATION.cff``), the ref every notebook's Colab cell installs
 (``...ddpm-course@v0.3.0``) and the version every notebook's setup cell requires
 (``ddpm_lib.require("0.3.0")``); adds the ``require`` line to a setup cell that lacks it. Only those
 lines change (cell ids and every other cell are kept). ``tests/test_notebook_conventions.py`` checks
@@ -40,6 +40,13 @@ def set_version(version: str) -> list[str]:
     if new != src:
         init.write_text(new)
         changed.append(str(init.relative_to(ROOT)))
+    cff = ROOT / "CITATION.cff"
+    if cff.is_file():
+        text = cff.read_text(encoding="utf-8")
+        new = re.sub(r'^version: "[^"]*"', f'version: "{version}"', text, count=1, flags=re.M)
+        if new != text:
+            cff.write_text(new, encoding="utf-8")
+            changed.append(str(cff.relative_to(ROOT)))
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         raw = path.read_text(encoding="utf-8")
         nb = json.loads(raw)
