@@ -35,7 +35,7 @@ test-student: student ## the student copies (every exercise unanswered) run top 
 test-slow: $(STAMP) ## the slow tests too (minutes)
 	$(PY) -m pytest tests
 
-test-oldest: ## unit tests + notebooks 04 and 06 with the oldest supported torch/torchvision/numpy (own venv, ~3 GB download)
+test-oldest: ## unit tests + notebooks 04 and 06 with the oldest supported torch/torchvision/numpy/ipywidgets (own venv, ~3 GB download)
 	tools/test_oldest.sh
 
 run: $(STAMP) ## execute every notebook headless into build/notebooks/ (DDPM_MODE: gpu with a CUDA GPU, else cpu; DDPM_MODE=fast for seconds)
@@ -43,8 +43,11 @@ run: $(STAMP) ## execute every notebook headless into build/notebooks/ (DDPM_MOD
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
 		--ExecutePreprocessor.kernel_name=python3 --output-dir build/notebooks $(NOTEBOOKS)
 
-lab: $(STAMP) ## JupyterLab in notebooks/
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+# Jupyter refuses to start as root (Docker, Colab-like containers) without --allow-root: pass it only then.
+# TOKEN=...: a fixed login token (Jupyter Server 2's IdentityProvider.token; ServerApp.token is deprecated).
+LAB_ARGS = $(if $(filter 0,$(shell id -u)),--allow-root) $(if $(TOKEN),--IdentityProvider.token=$(TOKEN))
+lab: $(STAMP) ## JupyterLab in notebooks/ (as root too; TOKEN=... sets a fixed login token)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 lint: $(STAMP) ## ruff on .py and .ipynb, and check notebooks carry no outputs
 	$(VENV)/bin/ruff check ddpm_lib tests benchmarks notebooks

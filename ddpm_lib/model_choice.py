@@ -18,7 +18,6 @@ in this order, and says in one line which model it picked and why:
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,11 +49,9 @@ def _steps_of(path: Path) -> int:
 
 
 def _write_record(record: Path, text: str) -> None:
-    record.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=record.parent, prefix=f".{record.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, record)
+    from ddpm_lib.runs import atomic_write
+
+    atomic_write(record, text)
 
 
 def _needs_classes_file(path: Path, conditional: bool | None) -> str | None:

@@ -109,6 +109,14 @@ def _fsync_dir(folder: Path) -> None:
             pass
 
 
+def new_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0o666`` less the process' umask (``0o644`` for the
+    usual umask 022), so checkpoints are as readable as the run's metrics.csv and TensorBoard files."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _write_all(f, data: bytes) -> None:
     """``f.write(data)``; the one place file bytes are written (tests inject a full disk here)."""
     f.write(data)
@@ -125,6 +133,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; give the mode open() would (class servers share runs)
     try:
         with open(tmp, "wb") as f:
             _write_all(f, data)

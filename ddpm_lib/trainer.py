@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -51,6 +52,7 @@ from ddpm_lib.train_config import (
     TrainConfig,
     build_model,
     check_model_fits_data,
+    default_out_dir,
     image_shape,
     load_train_dataset,
     lr_curve,
@@ -87,8 +89,11 @@ class Trainer:
     def __init__(self, config: TrainConfig, model: nn.Module | None = None, dataset=None, callbacks=None):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
-        self.config = cfg = config.validate()
         from ddpm_lib import settings as settings_mod
+
+        if config.out_dir is None:  # the same default folders as the data and the classifier, never the cwd
+            config = dataclasses.replace(config, out_dir=str(default_out_dir()))
+        self.config = cfg = config.validate()
 
         device = torch.device(cfg.device) if cfg.device is not None else settings_mod.settings.device
         self.dist = dist_utils.init_distributed(device)
