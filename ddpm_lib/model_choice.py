@@ -92,7 +92,7 @@ def choose_model(
         a :class:`ChosenModel` (unpacks as ``model, schedule, config``); print its ``source``.
     """
     from ddpm_lib.checkpoint import load_model_from_checkpoint
-    from ddpm_lib.settings import settings
+    from ddpm_lib.settings import on_colab, settings
 
     device = torch.device(device) if device is not None else settings.device
     run_dir = settings.run_dir(run_name)
@@ -130,6 +130,9 @@ def choose_model(
 
     own = run_dir / "final.pt"
     reason = f"no run of yours in {run_dir}"
+    if on_colab() and not own.is_file():  # each Colab notebook gets a fresh machine: earlier runs are elsewhere
+        reason += (": on Colab every notebook runs on a fresh machine, so a run an earlier notebook trained is "
+                   "not here unless both set KEEP_ON_DRIVE = True in their first code cell (runs on Google Drive)")
     if own.is_file():
         steps = _steps_of(own)
         if steps >= min_steps:
