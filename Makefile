@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .DEFAULT_GOAL := help
-.PHONY: weights release help install test test-unit test-notebooks test-student test-slow test-oldest run lab lint student grade data fid-weights bench gpu-data clean
+.PHONY: weights release student-edition help install test test-unit test-notebooks test-student test-slow test-oldest run lab lint student grade data fid-weights bench gpu-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ lint: $(STAMP) ## ruff on .py and .ipynb, and check notebooks carry no outputs
 
 student: $(STAMP) ## student copies (solutions removed) into build/student/
 	$(PY) -m ddpm_lib.student notebooks build/student
+
+student-edition: $(STAMP) ## refresh the committed student edition student/ (what its Colab badges open; tests/test_student_edition.py)
+	$(PY) -m ddpm_lib.student notebooks student
 
 grade: $(STAMP) ## grade a class: make grade SUBMISSIONS=dir [OUT=grades.csv] [TIMEOUT=600] (dir/<student>/*.ipynb)
 	@test -n "$(SUBMISSIONS)" || { echo "make grade: set SUBMISSIONS=dir, the folder holding one sub-folder of notebooks per student." >&2; exit 2; }
