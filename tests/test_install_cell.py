@@ -160,7 +160,7 @@ def test_the_tag_the_install_cells_name_exists_and_holds_this_version(checkout):
 def tiny_course(tmp_path, checkout) -> Path:
     """A git repository with this course's release files (the version, the notebooks, the release tool)."""
     repo = tmp_path / "course"
-    for rel in ["tools/set_version.py", "ddpm_lib/__init__.py", "CITATION.cff", *(str(p.relative_to(ROOT)) for p in NOTEBOOKS)]:
+    for rel in ["tools/set_version.py", "ddpm_lib/__init__.py", "CITATION.cff", "CHANGELOG.md", *(str(p.relative_to(ROOT)) for p in NOTEBOOKS)]:
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, repo / rel)
     assert git(repo, "init", "-q").returncode == 0
@@ -194,6 +194,8 @@ def test_a_missing_or_wrong_tag_is_caught_and_make_release_creates_the_right_one
     assert git(repo, "rev-parse", "v9.9.9^{commit}").stdout == git(repo, "rev-parse", "HEAD").stdout
     assert git(repo, "status", "--porcelain").stdout == ""  # the version change was committed
     assert 'version: "9.9.9"' in git(repo, "show", "v9.9.9:CITATION.cff").stdout
+    changelog = git(repo, "show", "v9.9.9:CHANGELOG.md").stdout
+    assert re.search(r"^## 9\.9\.9 \(\d{4}-\d{2}-\d{2}\)$", changelog, re.M) and "## Unreleased" not in changelog
     for path in NOTEBOOKS:
         nb = repo / "notebooks" / path.name
         assert install_ref(nb) == "v9.9.9"

@@ -9,7 +9,8 @@ Rewrites ``ddpm_lib.__version__`` (and ``version:`` in ``CITATION.cff``), the re
 lines change (cell ids and every other cell are kept). ``tests/test_notebook_conventions.py`` checks
 the three agree.
 
-With ``--tag`` (what ``make release`` runs) it first refuses, with one line and status 2, a working tree
+With ``--tag`` (what ``make release`` runs) it also renames CHANGELOG.md's "## Unreleased" section to
+"## X.Y.Z (date)" and sets CITATION.cff's ``date-released``. It first refuses, with one line and status 2, a working tree
 with uncommitted changes or a tag ``vX.Y.Z`` that already exists; then it rewrites the files, commits
 them ("release X.Y.Z") when anything changed, and creates the annotated tag ``vX.Y.Z`` on that commit:
 the ref every notebook's Colab cell installs. ``tests/test_install_cell.py`` fails while a notebook
@@ -18,6 +19,7 @@ names a tag this repository lacks, or a tag whose library has another version.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import subprocess
@@ -67,6 +69,23 @@ def _git(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
 
 
+def stamp_release_date(version: str) -> list[str]:
+    """On release: CHANGELOG.md's "## Unreleased ..." heading becomes "## X.Y.Z (today)" and CITATION.cff's
+    ``date-released`` today (UTC). Returns the files changed."""
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    changed = []
+    for name, pattern, repl in [("CHANGELOG.md", r"^## Unreleased\b.*$", f"## {version} ({today})"),
+                                ("CITATION.cff", r'^date-released: "[^"]*"', f'date-released: "{today}"')]:
+        path = ROOT / name
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            new = re.sub(pattern, repl, text, count=1, flags=re.M)
+            if new != text:
+                path.write_text(new, encoding="utf-8")
+                changed.append(name)
+    return changed
+
+
 def release(version: str) -> str:
     """Set ``version`` everywhere, commit the change and create the annotated tag ``v<version>``.
 
@@ -88,7 +107,7 @@ def release(version: str) -> str:
         print(f"set_version --tag: the tag {tag} already exists; release a new version "
               f"(or delete it first: git tag -d {tag})", file=sys.stderr)
         raise SystemExit(2)
-    changed = set_version(version)
+    changed = set_version(version) + stamp_release_date(version)
     for name in changed:
         print(f"updated {name}")
     if changed:
