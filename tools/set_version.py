@@ -3,7 +3,8 @@
     python tools/set_version.py 0.3.0          # only rewrite the files
     python tools/set_version.py 0.3.0 --tag    # = make release VERSION=0.3.0: rewrite, commit, tag v0.3.0
 
-Rewrites ``ddpm_lib.__version__`` (and ``version:`` in ``CITATION.cff``), the ref every notebook's Colab cell installs
+Rewrites ``ddpm_lib.__version__`` (and ``version:`` in ``CITATION.cff``), in the notebooks and the student
+edition ``student/`` the ref every notebook's Colab cell installs
 (``...ddpm-course@v0.3.0``) and the version every notebook's setup cell requires
 (``ddpm_lib.require("0.3.0")``); adds the ``require`` line to a setup cell that lacks it. Only those
 lines change (cell ids and every other cell are kept). ``tests/test_notebook_conventions.py`` checks
@@ -49,7 +50,8 @@ def set_version(version: str) -> list[str]:
         if new != text:
             cff.write_text(new, encoding="utf-8")
             changed.append(str(cff.relative_to(ROOT)))
-    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    # the student edition (student/, `make student-edition`) has the same install and setup cells
+    for path in sorted([*(ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"), *(ROOT / "student").glob("[0-9][0-9]_*.ipynb")]):
         raw = path.read_text(encoding="utf-8")
         nb = json.loads(raw)
         install, setup = nb["cells"][1], nb["cells"][2]
