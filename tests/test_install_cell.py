@@ -160,9 +160,10 @@ def test_the_tag_the_install_cells_name_exists_and_holds_this_version(checkout):
 def tiny_course(tmp_path, checkout) -> Path:
     """A git repository with this course's release files (the version, the notebooks, the release tool)."""
     repo = tmp_path / "course"
-    for rel in ["tools/set_version.py", "ddpm_lib/__init__.py", "CITATION.cff", "CHANGELOG.md", *(str(p.relative_to(ROOT)) for p in NOTEBOOKS)]:
+    for rel in ["tools/set_version.py", "ddpm_lib/__init__.py", "CITATION.cff", *(str(p.relative_to(ROOT)) for p in NOTEBOOKS)]:
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, repo / rel)
+    (repo / "CHANGELOG.md").write_text("# Changelog\n\n## Unreleased\n\n- a change\n\n## 0.0.1 (2026-01-01)\n")
     assert git(repo, "init", "-q").returncode == 0
     git(repo, "add", "-A")
     assert git(repo, "commit", "-q", "-m", "course").returncode == 0

@@ -109,7 +109,7 @@ def release(version: str) -> str:
         print(f"set_version --tag: the tag {tag} already exists; release a new version "
               f"(or delete it first: git tag -d {tag})", file=sys.stderr)
         raise SystemExit(2)
-    changed = set_version(version) + stamp_release_date(version)
+    changed = list(dict.fromkeys(set_version(version) + stamp_release_date(version)))
     for name in changed:
         print(f"updated {name}")
     if changed:
