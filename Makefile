@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .DEFAULT_GOAL := help
-.PHONY: weights help install test test-unit test-notebooks test-student test-slow test-oldest run lab lint student grade data fid-weights bench gpu-data clean
+.PHONY: weights release student-edition help install test test-unit test-notebooks test-student test-slow test-oldest run lab lint student grade data fid-weights bench gpu-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ test-student: student ## the student copies (every exercise unanswered) run top 
 test-slow: $(STAMP) ## the slow tests too (minutes)
 	$(PY) -m pytest tests
 
-test-oldest: ## unit tests + notebooks 04 and 06 with the oldest supported torch/torchvision/numpy (own venv, ~3 GB download)
+test-oldest: ## unit tests + notebooks 04 and 06 with the oldest supported torch/torchvision/numpy/ipywidgets (own venv, ~3 GB download)
 	tools/test_oldest.sh
 
 run: $(STAMP) ## execute every notebook headless into build/notebooks/ (DDPM_MODE: gpu with a CUDA GPU, else cpu; DDPM_MODE=fast for seconds)
@@ -43,8 +43,11 @@ run: $(STAMP) ## execute every notebook headless into build/notebooks/ (DDPM_MOD
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
 		--ExecutePreprocessor.kernel_name=python3 --output-dir build/notebooks $(NOTEBOOKS)
 
-lab: $(STAMP) ## JupyterLab in notebooks/
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+# Jupyter refuses to start as root (Docker, Colab-like containers) without --allow-root: pass it only then.
+# TOKEN=...: a fixed login token (Jupyter Server 2's IdentityProvider.token; ServerApp.token is deprecated).
+LAB_ARGS = $(if $(filter 0,$(shell id -u)),--allow-root) $(if $(TOKEN),--IdentityProvider.token=$(TOKEN))
+lab: $(STAMP) ## JupyterLab in notebooks/ (as root too; TOKEN=... sets a fixed login token)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 lint: $(STAMP) ## ruff on .py and .ipynb, and check notebooks carry no outputs
 	$(VENV)/bin/ruff check ddpm_lib tests benchmarks tools notebooks
@@ -52,6 +55,9 @@ lint: $(STAMP) ## ruff on .py and .ipynb, and check notebooks carry no outputs
 
 student: $(STAMP) ## student copies (solutions removed) into build/student/
 	$(PY) -m ddpm_lib.course.student notebooks build/student
+
+student-edition: $(STAMP) ## refresh the committed student edition student/ (what its Colab badges open; tests/test_student_edition.py)
+	$(PY) -m ddpm_lib.course.student notebooks student
 
 grade: $(STAMP) ## grade a class: make grade SUBMISSIONS=dir [OUT=grades.csv] [TIMEOUT=600] (dir/<student>/*.ipynb)
 	@test -n "$(SUBMISSIONS)" || { echo "make grade: set SUBMISSIONS=dir, the folder holding one sub-folder of notebooks per student." >&2; exit 2; }
@@ -83,6 +89,10 @@ bench: $(STAMP) ## speed of ddpm_lib's UNet against diffusers' UNet2DModel
 
 gpu-data: ## pack the GPU suite's data into .devdata/ (and with WHEELS=1 diffusers' wheel into .whl/) for the device call
 	tools/gpu_data.sh
+
+release: ## make release VERSION=X.Y.Z: write the version into ddpm_lib and every notebook, commit, create the tag vX.Y.Z the Colab cells install
+	@test -n "$(VERSION)" || { echo "make release: set VERSION=X.Y.Z, the version to release (now $$(sed -n 's/^__version__ = \"\(.*\)\"/\1/p' ddpm_lib/__init__.py))." >&2; exit 2; }
+	$(PYTHON) tools/set_version.py "$(VERSION)" --tag
 
 clean: ## remove build outputs and caches (keeps .venv, data/ and runs/)
 	rm -rf build .pytest_cache .ruff_cache

@@ -72,7 +72,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         is_bool = tp is bool
         p.add_argument(*names, dest=f.name, default=argparse.SUPPRESS, metavar="BOOL" if is_bool else "VALUE",
                        nargs="?" if is_bool else None, const="true" if is_bool else None,
-                       help=f"{FIELD_HELP[f.name]} (default: {default!r})")
+                       help=FIELD_HELP[f.name] if "(default:" in FIELD_HELP[f.name] else f"{FIELD_HELP[f.name]} (default: {default!r})")
     p.add_argument("--config", dest="_config", default=None, metavar="JSON",
                    help="a JSON file of TrainConfig fields (e.g. a run's config.json); options override it")
     p.set_defaults(func=run_train)
@@ -131,7 +131,7 @@ def run_train(args: argparse.Namespace) -> int:
         return fail(f"{PROG} train: stopped by {e.signal_name} at step {e.step}; saved {e.checkpoint}; continue "
                      f"with the same command and --resume", 130 if e.signal_name == "SIGINT" else 143)
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
-        good = RunFolder(cfg.out_dir).last_good_checkpoint()
+        good = RunFolder(trainer.config.out_dir).last_good_checkpoint()
         kept = f"the last good checkpoint is {good} (continue with --resume)" if good else "no checkpoint was saved"
         return fail(f"{PROG} train: interrupted at step {trainer.step} without saving; {kept}", 130)
     finally:

@@ -50,6 +50,14 @@ def _write_all(f, data: bytes) -> None:
     f.write(data)
 
 
+def new_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0o666`` less the process' umask (``0o644`` for the
+    usual umask 022), so checkpoints are as readable as the run's metrics.csv and TensorBoard files."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write ``data`` (bytes, or text as UTF-8) to ``path`` atomically; see the module docstring.
 
@@ -61,6 +69,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; give the mode open() would (class servers share runs)
     try:
         with open(tmp, "wb") as f:
             _write_all(f, data)

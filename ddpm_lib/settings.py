@@ -72,14 +72,18 @@ def _user_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ddpm-course"
 
 
+def on_colab() -> bool:
+    """True inside Google Colab (its ``google.colab`` module is loaded, or its runtime's environment variable is set)."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
 def default_dirs() -> tuple[Path, Path]:
     """Default (data dir, runs dir): ``data/`` and ``runs/`` of the course checkout ddpm_lib runs from;
     else ``/content/data`` and ``/content/runs`` on Colab (its working folder); else ``data/`` and
     ``runs/`` in the per-user cache folder. Never relative to the current folder, so running a
     notebook from ``notebooks/`` with an installed ddpm_lib writes nothing there."""
-
     root = _repo_root()
-    if root is None and ("google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ):
+    if root is None and on_colab():
         root = Path("/content")
     if root is None:
         root = _user_cache_dir()

@@ -29,8 +29,14 @@ COLAB = "https://colab.research.google.com/github/ddpm-course/ddpm-course/blob/m
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 INSTALL_CELL = (
     "import sys\n"
+    "KEEP_ON_DRIVE = False  # Colab only: True keeps your runs on Google Drive, so later notebooks find what 04 and 06 trained\n"
     'if "google.colab" in sys.modules:\n'
-    f'    %pip install -q "ddpm-course @ git+https://github.com/ddpm-course/ddpm-course@v{ddpm_lib.__version__}"'
+    f'    %pip install -q "ddpm-course @ git+https://github.com/ddpm-course/ddpm-course@v{ddpm_lib.__version__}"\n'
+    "    if KEEP_ON_DRIVE:\n"
+    "        import os\n"
+    "        from google.colab import drive\n"
+    '        drive.mount("/content/drive")\n'
+    '        os.environ["DDPM_RUNS_DIR"] = "/content/drive/MyDrive/ddpm-course/runs"'
 )
 # the setup cell's version handshake (tools/set_version.py writes both this and the install cell's ref)
 REQUIRE_LINE = f'ddpm_lib.require("{ddpm_lib.__version__}")'

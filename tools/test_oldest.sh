@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test-oldest`: build a virtual environment with the OLDEST supported versions
-# (tools/oldest-constraints.txt: torch, torchvision, numpy; Python 3.10), install ddpm_lib into it,
+# (tools/oldest-constraints.txt: torch, torchvision, numpy, ipywidgets; Python 3.10), install ddpm_lib into it,
 # then run the unit tests and two notebooks (04 training, 06 CIFAR-10: the Trainer, mixed precision,
 # checkpoints, sampling) under nbval in FAST mode. Exits non-zero on any failure.
 #

@@ -300,10 +300,16 @@ def _first_line(text: str) -> str:
     return text.splitlines()[0][:300] if text else ""
 
 
-def run_notebook(path: Path, plan: list[tuple[str, str]], spec: dict) -> NotebookRun:
-    """Run one student notebook in a sandboxed kernel and grade its exercises from the grader's side."""
+def _jupyter():
+    """``(jupyter_client, nbclient, nbformat)``: the dev extra, imported only when a class is graded."""
     import jupyter_client.kernelspec, jupyter_client.manager, nbclient, nbclient.exceptions, nbformat  # noqa: E401, I001 - dev extra, only to grade
 
+    return jupyter_client, nbclient, nbformat
+
+
+def run_notebook(path: Path, plan: list[tuple[str, str]], spec: dict) -> NotebookRun:
+    """Run one student notebook in a sandboxed kernel and grade its exercises from the grader's side."""
+    jupyter_client, nbclient, nbformat = _jupyter()
     KernelSpec, AsyncKernelManager = jupyter_client.kernelspec.KernelSpec, jupyter_client.manager.AsyncKernelManager
     NotebookClient, errors = nbclient.NotebookClient, nbclient.exceptions
     CellExecutionError, CellTimeoutError, DeadKernelError = (
@@ -654,9 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         if path.exists() and (not path.is_file() or path.stat().st_size and not _is_grades_csv(path, fields)):
             return refuse(f"--out {path} exists and is not a grades CSV written by this command; choose another path.")
     try:
-        from jupyter_client.kernelspec import KernelSpecManager  # dev extra, only to grade
-
-        KernelSpecManager().get_kernel_spec(args.kernel)
+        _jupyter()[0].kernelspec.KernelSpecManager().get_kernel_spec(args.kernel)
     except Exception:  # noqa: BLE001 - NoSuchKernel and friends: one line
         return refuse(f"--kernel {args.kernel}: no such Jupyter kernel here; list them with `jupyter kernelspec list`.")
     if args.resume and not out.exists():

@@ -28,7 +28,7 @@ import torch
 from ddpm_lib import pretrained
 from ddpm_lib.files import atomic_write
 from ddpm_lib.loading import load_model
-from ddpm_lib.settings import settings
+from ddpm_lib.settings import on_colab, settings
 
 MIN_STEPS = 1000  # fewer optimizer steps than this: a fast-mode toy (60 steps) or a demo, not a model to look at
 RECORD_NAME = "CHECKPOINT.txt"
@@ -96,6 +96,9 @@ def _own_run_or_starter(run_dir: Path, starter: str, conditional: bool | None, d
     """Your run's ``final.pt`` when it is a real model that fits, else the starter weights (else your toy run)."""
     own = run_dir / "final.pt"
     reason, toy = f"no run of yours in {run_dir}", None
+    if on_colab() and not own.is_file():  # each Colab notebook gets a fresh machine: earlier runs are elsewhere
+        reason += (": on Colab every notebook runs on a fresh machine, so a run an earlier notebook trained is "
+                   "not here unless both set KEEP_ON_DRIVE = True in their first code cell (runs on Google Drive)")
     if own.is_file():
         loaded = load_model(own, device=device)
         why_not = _needs_classes(loaded.model, conditional, f"your run {own}")

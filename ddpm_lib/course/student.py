@@ -14,15 +14,17 @@ at the BEGIN marker's indentation::
         raise NotImplementedError("your code here")
 
 Usage: ``python -m ddpm_lib.course.student notebooks build/student`` (a folder or single ``.ipynb`` files, then the
-output folder). Code cells without markers and all markdown cells are copied unchanged; every output and
-execution count is removed.
+output folder). Code cells without markers are copied unchanged; every output and execution count is
+removed. In markdown cells only the Open-in-Colab links change: ``.../blob/<ref>/notebooks/NAME`` becomes
+``.../blob/<ref>/student/NAME``, the committed student edition (README, "Student edition"), so a student
+copy's badge opens a student copy, never the instructor notebook with its solutions.
 
 Refused, with one line and exit code 2, before anything is written: an output folder that is a source
 folder, inside one, or holds one (``student notebooks notebooks`` would replace the solutions by their
-student copies), or that holds a source notebook given by name; an existing file in the output folder that holds solution markers (an instructor
-notebook); and a line in a code cell that looks like a marker but is not exactly one
-(``###BEGIN SOLUTION``, ``# BEGIN SOLUTION``, ``### begin solution``): such a line would leave the solution
-in the student copy.
+student copies), or that holds a source notebook given by name; an existing file in the output folder that
+holds solution markers (an instructor notebook); and a line in a code cell that looks like a marker but is
+not exactly one (``###BEGIN SOLUTION``, ``# BEGIN SOLUTION``, ``### begin solution``): such a line would
+leave the solution in the student copy.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from pathlib import Path
 
 from ddpm_lib.files import atomic_write
 
+STUDENT_FOLDER = "student"  # the committed student edition, `make student-edition`
+COLAB_NOTEBOOK = re.compile(r"(https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/)notebooks/")
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("your code here")'
@@ -95,6 +99,11 @@ def make_student_notebook(nb: dict, name: str = "notebook") -> tuple[dict, int]:
     nb = json.loads(json.dumps(nb))  # deep copy
     total = 0
     for index, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") == "markdown":
+            text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            new = COLAB_NOTEBOOK.sub(rf"\g<1>{STUDENT_FOLDER}/", text)
+            if new != text:
+                cell["source"] = new.splitlines(keepends=True) if isinstance(cell["source"], list) else new
         if cell.get("cell_type") != "code":
             continue
         text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]

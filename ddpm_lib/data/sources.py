@@ -540,9 +540,12 @@ def _announce_standin(name: str, data_dir: Path, syn_dir: Path, why: str) -> Non
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m ddpm_lib.data.sources", description="Fetch or inspect the course datasets.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    dl = sub.add_parser("download", help="download datasets into the data dir (needs internet)")
+    dl = sub.add_parser("download", help="download datasets into the data dir (needs internet)",
+                        description="Download datasets into the data folder (DDPM_DATA_DIR, else the default "
+                        "folder of ddpm_lib.settings); needs the internet.")
     dl.add_argument("names", nargs="+", choices=REAL_DATASETS, help="datasets to download")
-    sub.add_parser("status", help="which datasets are present (never downloads)")
+    sub.add_parser("status", help="which datasets are present (never downloads)",
+                   description="Say which datasets are present in the data folder, and where; never downloads.")
     return p
 
 

@@ -271,7 +271,9 @@ def get_classifier(
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ddpm_lib.evaluation.classifier", description="Train the FID feature classifier.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train on a dataset's training split, report test accuracy, save")
+    t = sub.add_parser("train", help="train on a dataset's training split, report test accuracy, save",
+                       description="Train the small CNN whose features the default FID uses, on a dataset's "
+                       "training split; report its test accuracy and save it.")
     t.add_argument("--dataset", required=True, choices=REAL_DATASETS, help="dataset to train on")
     t.add_argument("--root", default=None, help="data folder (default: settings.data_dir)")
     t.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
@@ -280,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--width", type=int, default=32, help="channels of the first convolution (default 32)")
     t.add_argument("--max-items", type=int, default=None, help="train on the first N images only (default: all)")
     t.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
-    t.add_argument("--out", default=None, help="output file (default: runs/classifier-<dataset>/classifier.pt)")
+    t.add_argument("--out", default=None, help="output file (default: <runs dir>/classifier-<dataset>[-<mode>]/classifier.pt, "
+                   "the runs folder of ddpm_lib.settings)")
     return p
 
 

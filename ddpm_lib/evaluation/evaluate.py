@@ -230,7 +230,8 @@ def run_from_args(args: argparse.Namespace) -> dict:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``evaluate`` on an argparse sub-parser collection (used by :mod:`ddpm_lib.cli`)."""
-    return add_arguments(subparsers.add_parser("evaluate", help="FID/KID/IS of samples against the test split"))
+    return add_arguments(subparsers.add_parser("evaluate", help="FID/KID/IS of samples against the test split",
+                                                description=__doc__.splitlines()[0]))
 
 
 def build_parser() -> argparse.ArgumentParser:

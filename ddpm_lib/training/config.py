@@ -21,11 +21,13 @@ import types
 import typing
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ddpm_lib import settings as settings_mod
 from ddpm_lib.data.sources import NAMES as DATASET_NAMES
 from ddpm_lib.data.sources import dataset_info, load_dataset
 from ddpm_lib.diffusion.forward import PREDICTION_TYPES
@@ -96,7 +98,7 @@ class TrainConfig:
     progress: bool = True
     # run
     seed: int = 0
-    out_dir: str = "runs/default"
+    out_dir: str | None = None
     resume: bool = False
     overwrite: bool = False
     num_workers: int = 0
@@ -222,6 +224,13 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         pass
     return False
+
+
+def default_out_dir() -> Path:
+    """The run folder of a TrainConfig without ``out_dir``: ``<settings.runs_dir>/default``, the runs folder the
+    data and the classifier use too (``DDPM_RUNS_DIR``, else ``runs/`` in a checkout, ``/content/runs`` on
+    Colab, a per-user cache folder elsewhere; :func:`ddpm_lib.settings.default_dirs`), never the current folder."""
+    return settings_mod.settings.runs_dir / "default"
 
 
 def resolve_mixed_precision(setting: str, device: torch.device) -> str:
@@ -389,7 +398,8 @@ FIELD_HELP: dict[str, str] = {
     "progress": "show a progress bar (a line every 30 s when the output is not a terminal)",
     # run
     "seed": "seed of every random number generator (data order, noise, initial weights)",
-    "out_dir": "run folder: config.json, metrics.csv, latest.pt, best.pt, final.pt, samples/, tb/",
+    "out_dir": "run folder: config.json, metrics.csv, latest.pt, best.pt, final.pt, samples/, tb/ (default: "
+               "<runs dir>/default: DDPM_RUNS_DIR, else runs/ in a checkout, /content/runs on Colab, a per-user cache)",
     "resume": "continue from out_dir/latest.pt if it exists",
     "overwrite": "start afresh even if out_dir already holds a run",
     "num_workers": "DataLoader worker processes (0: load in the training process)",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ from ddpm_lib.training.config import (
     TrainConfig,
     build_model,
     check_model_fits_data,
+    default_out_dir,
     image_shape,
     load_train_dataset,
     lr_curve,
@@ -89,6 +91,9 @@ class Trainer:
     def __init__(self, config: TrainConfig, model: nn.Module | None = None, dataset=None, callbacks=None):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
+
+        if config.out_dir is None:  # the same default folders as the data and the classifier, never the cwd
+            config = dataclasses.replace(config, out_dir=str(default_out_dir()))
         self.config = cfg = config.validate()
 
         device = torch.device(cfg.device) if cfg.device is not None else settings_mod.settings.device
