@@ -90,7 +90,7 @@ bench: $(STAMP) ## speed of ddpm_lib's UNet against diffusers' UNet2DModel
 gpu-data: ## pack the GPU suite's data into .devdata/ (and with WHEELS=1 diffusers' wheel into .whl/) for the device call
 	tools/gpu_data.sh
 
-release: ## make release VERSION=X.Y.Z: write the version into ddpm_lib and every notebook, commit, create the tag vX.Y.Z the Colab cells install
+release: ## make release VERSION=X.Y.Z: write the version into ddpm_lib and every notebook, commit, pin the Colab cells to that commit, tag vX.Y.Z
 	@test -n "$(VERSION)" || { echo "make release: set VERSION=X.Y.Z, the version to release (now $$(sed -n 's/^__version__ = \"\(.*\)\"/\1/p' ddpm_lib/__init__.py))." >&2; exit 2; }
 	$(PYTHON) tools/set_version.py "$(VERSION)" --tag
 

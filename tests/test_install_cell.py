@@ -1,10 +1,10 @@
 """The notebooks' Colab install cell: the ref it installs exists, and it leaves Colab's packages alone.
 
-Every notebook's second cell runs, on Colab only, ``%pip install -q "ddpm-course @ git+REPO@vX.Y.Z"``.
-That works only if the tag ``vX.Y.Z`` exists and holds the library version the setup cell then
-``require``s; ``make release VERSION=X.Y.Z`` (``tools/set_version.py X.Y.Z --tag``) writes the version
-and creates the tag in one step. These tests check the tag here, in the clone they run in (a ``git clone``
-copies the tags; a shallow CI checkout needs ``git fetch --tags``).
+Every notebook's second cell runs, on Colab only, ``%pip install -q "ddpm-course @ git+REPO@<commit>"``,
+pinned to the full hash of a release commit. That works only if the commit exists and holds the library
+version the setup cell then ``require``s; ``make release VERSION=X.Y.Z`` (``tools/set_version.py X.Y.Z
+--tag``) writes the version, commits, and pins the cells to that commit. These tests check the commit here,
+in the clone they run in (every clone of the branch has it, tags or not; a shallow clone may not).
 
 The second half checks the cell against a Colab-like machine with pip itself as the oracle: pip's
 resolver runs as a dry run (``--dry-run --no-index``, offline) with Colab's packages "installed" (their
@@ -56,11 +56,11 @@ def install_args(path: Path) -> list[str]:
 
 
 def install_ref(path: Path) -> str:
-    """The git ref the notebook's install cell pins (``v0.2.0`` in ``...ddpm-course@v0.2.0``)."""
+    """The git ref the notebook's install cell pins (the commit hash in ``...ddpm-course@<hash>``)."""
     reqs = [a for a in install_args(path) if not a.startswith("-")]
     assert len(reqs) == 1, f"{path.name}: the install cell must install one requirement, got {reqs}"
     m = re.fullmatch(rf"ddpm-course @ git\+{re.escape(ddpm_lib.REPO_URL)}@(\S+)", reqs[0])
-    assert m, f"{path.name}: the install cell must install `ddpm-course @ git+{ddpm_lib.REPO_URL}@<tag>`, got {reqs[0]!r}"
+    assert m, f"{path.name}: the install cell must install `ddpm-course @ git+{ddpm_lib.REPO_URL}@<commit>`, got {reqs[0]!r}"
     return m.group(1)
 
 
@@ -90,28 +90,28 @@ def is_module(name: str, files: set[str]) -> bool:
 def ref_problems(root: Path, ref: str, version: str, modules: set[str]) -> list[str]:
     """Why the Colab cell's ``ref`` would not give a notebook (of ``version``, importing ``modules``)
     what it needs, in the git repository at ``root``; empty when it would."""
-    if git(root, "rev-parse", "--verify", "--quiet", f"refs/tags/{ref}^{{commit}}").returncode != 0:
-        tags = git(root, "tag", "--list").stdout.split()
+    if not re.fullmatch(r"[0-9a-f]{40}", ref):
+        return [f"the install cells install @{ref}, which is not a full commit hash: a tag or branch may be "
+                f"missing from a clone and moves; make the release, `make release VERSION={version}`"]
+    if git(root, "cat-file", "-e", f"{ref}^{{commit}}").returncode != 0:
         shallow = git(root, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
-        return [f"the install cells install @{ref} but this repository has no tag {ref} (tags: "
-                f"{', '.join(tags) or 'none'}): make the release, `make release VERSION={ref.lstrip('v')}`"
-                + (" (this is a shallow clone: `git fetch --tags` first)" if shallow else "")]
+        return [f"the install cells install @{ref[:12]}, a commit this repository does not have: make the "
+                f"release, `make release VERSION={version}`"
+                + (" (this is a shallow clone: `git fetch --unshallow` first)" if shallow else "")]
     problems = []
-    if git(root, "cat-file", "-t", f"refs/tags/{ref}").stdout.strip() != "tag":
-        problems.append(f"{ref} is a lightweight tag: `git push --follow-tags` skips it; make it with `git tag -a`")
     init = git(root, "show", f"{ref}:ddpm_lib/__init__.py").stdout
     m = VERSION_LINE.search(init)
     if not m or m.group(1) != version:
-        problems.append(f"the tag {ref} holds ddpm_lib {m.group(1) if m else '(none)'}, but the notebooks "
+        problems.append(f"the commit {ref[:12]} holds ddpm_lib {m.group(1) if m else '(none)'}, but the notebooks "
                         f"require {version}: the Colab cell would install a library their setup cell rejects")
     if git(root, "merge-base", "--is-ancestor", ref, "HEAD").returncode != 0:
-        problems.append(f"the tag {ref} is not in this branch's history")
-    tagged = set(git(root, "ls-tree", "-r", "--name-only", ref).stdout.split())
+        problems.append(f"the commit {ref[:12]} is not in this branch's history")
+    pinned = set(git(root, "ls-tree", "-r", "--name-only", ref).stdout.split())
     here = set(git(root, "ls-tree", "-r", "--name-only", "HEAD").stdout.split()) | {
         str(p.relative_to(root)) for p in (root / "ddpm_lib").rglob("*.py")}
-    missing = sorted(n for n in modules if is_module(n, here) and not is_module(n, tagged))
+    missing = sorted(n for n in modules if is_module(n, here) and not is_module(n, pinned))
     if missing:
-        problems.append(f"the notebooks import {', '.join(missing)}, which the tag {ref} does not have: "
+        problems.append(f"the notebooks import {', '.join(missing)}, which the commit {ref[:12]} does not have: "
                         f"Colab would install a library without them; release a new version "
                         f"(`make release VERSION=X.Y.Z`)")
     return problems
@@ -120,10 +120,10 @@ def ref_problems(root: Path, ref: str, version: str, modules: set[str]) -> list[
 # --- the cells themselves ------------------------------------------------------------------------
 
 
-def test_every_notebook_pins_the_release_of_its_library_version():
+def test_every_notebook_pins_one_release_commit():
     refs = {path.name: install_ref(path) for path in NOTEBOOKS}
-    assert len(NOTEBOOKS) == 8
-    assert set(refs.values()) == {f"v{ddpm_lib.__version__}"}, refs
+    assert len(NOTEBOOKS) >= 8
+    assert len(set(refs.values())) == 1 and re.fullmatch(r"[0-9a-f]{40}", next(iter(refs.values()))), refs
 
 
 def test_the_install_cell_never_upgrades_or_reinstalls():
@@ -140,15 +140,15 @@ def test_the_install_cell_never_upgrades_or_reinstalls():
 @pytest.fixture(scope="module")
 def checkout() -> Path:
     if shutil.which("git") is None:
-        pytest.skip("git is not installed: the install cells' tag can only be checked with git")
+        pytest.skip("git is not installed: the install cells' commit can only be checked with git")
     top = git(ROOT, "rev-parse", "--show-toplevel")
     if top.returncode != 0 or Path(top.stdout.strip()).resolve() != ROOT:
         pytest.skip(f"{ROOT} is not a git checkout (an sdist, a wheel or an exported tree): "
-                    "the tag the install cells name can only be checked in a clone")
+                    "the commit the install cells name can only be checked in a clone")
     return ROOT
 
 
-def test_the_tag_the_install_cells_name_exists_and_holds_this_version(checkout):
+def test_the_commit_the_install_cells_name_exists_and_holds_this_version(checkout):
     sources = [c_src for path in NOTEBOOKS for c_src in
                ("".join(c["source"]) for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
                 if c["cell_type"] == "code")]
@@ -170,36 +170,35 @@ def tiny_course(tmp_path, checkout) -> Path:
     return repo
 
 
-def test_a_missing_or_wrong_tag_is_caught_and_make_release_creates_the_right_one(tiny_course):
+def test_a_missing_or_wrong_commit_is_caught_and_make_release_pins_the_right_one(tiny_course):
     repo = tiny_course
-    ref = f"v{ddpm_lib.__version__}"
-    (problem,) = ref_problems(repo, ref, ddpm_lib.__version__, set())
-    assert f"no tag {ref}" in problem and "make release" in problem
-    git(repo, "tag", "-a", "v9.9.9", "-m", "a tag on a commit of another version")
-    assert any("holds ddpm_lib" in p for p in ref_problems(repo, "v9.9.9", "9.9.9", set()))
-    git(repo, "tag", "-d", "v9.9.9")
-    git(repo, "tag", ref)  # lightweight
-    assert any("lightweight" in p for p in ref_problems(repo, ref, ddpm_lib.__version__, set()))
-    # a notebook importing a module the tagged library lacks
+    version = ddpm_lib.__version__
+    assert "not a full commit hash" in ref_problems(repo, f"v{version}", version, set())[0]
+    (problem,) = ref_problems(repo, "0" * 40, version, set())
+    assert "does not have" in problem and "make release" in problem
+    first = git(repo, "rev-parse", "HEAD").stdout.strip()
+    assert any("holds ddpm_lib" in p for p in ref_problems(repo, first, "9.9.9", set()))
+    # a notebook importing a module the pinned library lacks
     (repo / "ddpm_lib" / "brand_new.py").write_text("")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "new module")
     assert any("ddpm_lib.brand_new" in p for p in
-               ref_problems(repo, ref, ddpm_lib.__version__, {"ddpm_lib", "ddpm_lib.brand_new", "ddpm_lib.require"}))
+               ref_problems(repo, first, version, {"ddpm_lib", "ddpm_lib.brand_new", "ddpm_lib.require"}))
 
     run = subprocess.run([sys.executable, "tools/set_version.py", "9.9.9", "--tag"], cwd=repo,
                          capture_output=True, text=True, env={**os.environ, **GIT_ENV})
     assert run.returncode == 0, run.stderr
     assert "git push origin HEAD v9.9.9" in run.stdout
-    assert ref_problems(repo, "v9.9.9", "9.9.9", {"ddpm_lib.brand_new"}) == []
-    assert git(repo, "rev-parse", "v9.9.9^{commit}").stdout == git(repo, "rev-parse", "HEAD").stdout
-    assert git(repo, "status", "--porcelain").stdout == ""  # the version change was committed
+    release = git(repo, "rev-parse", "v9.9.9^{commit}").stdout.strip()
+    assert git(repo, "rev-parse", "HEAD~1").stdout.strip() == release  # HEAD is the pin on top of the release
+    assert ref_problems(repo, release, "9.9.9", {"ddpm_lib.brand_new"}) == []
+    assert git(repo, "status", "--porcelain").stdout == ""  # both commits made, nothing left over
     assert 'version: "9.9.9"' in git(repo, "show", "v9.9.9:CITATION.cff").stdout
     changelog = git(repo, "show", "v9.9.9:CHANGELOG.md").stdout
     assert re.search(r"^## 9\.9\.9 \(\d{4}-\d{2}-\d{2}\)$", changelog, re.M) and "## Unreleased" not in changelog
     for path in NOTEBOOKS:
         nb = repo / "notebooks" / path.name
-        assert install_ref(nb) == "v9.9.9"
+        assert install_ref(nb) == release
         assert 'ddpm_lib.require("9.9.9")' in cell_source(nb, 2)
 
 
@@ -222,15 +221,14 @@ def test_make_release_refuses_in_one_line(tiny_course, case):
     assert git(repo, "rev-parse", "HEAD").stdout == before
 
 
-def test_a_git_clone_carries_the_tags(checkout, tmp_path):
-    """CI tests a fresh `git clone` of the repository: the clone must see the tag the cells install."""
-    ref = install_ref(NOTEBOOKS[0])
-    if git(checkout, "rev-parse", "--verify", "--quiet", f"refs/tags/{ref}").returncode != 0:
-        pytest.fail(f"no tag {ref} here to clone (see test_the_tag_the_install_cells_name_exists...)")
+def test_a_clone_without_tags_still_has_the_pinned_commit(checkout, tmp_path):
+    """CI tests a fresh clone of the branch, which may come without tags: the pinned commit is still there."""
     clone = tmp_path / "clone"
-    assert subprocess.run(["git", "clone", "-q", "--no-checkout", str(checkout), str(clone)],
+    assert subprocess.run(["git", "clone", "-q", "--no-tags", "--no-checkout", str(checkout), str(clone)],
                           capture_output=True).returncode == 0
-    assert git(clone, "rev-parse", f"refs/tags/{ref}").stdout == git(checkout, "rev-parse", f"refs/tags/{ref}").stdout
+    assert git(clone, "tag", "--list").stdout.strip() == ""
+    ref = install_ref(NOTEBOOKS[0])
+    assert ref_problems(clone, ref, ddpm_lib.__version__, set()) == []
 
 
 # --- Colab's packages stay -------------------------------------------------------------------------

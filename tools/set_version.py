@@ -1,21 +1,23 @@
 """Set the release version everywhere it is written, and with --tag make the release (README "Releasing").
 
-    python tools/set_version.py 0.3.0          # only rewrite the files
-    python tools/set_version.py 0.3.0 --tag    # = make release VERSION=0.3.0: rewrite, commit, tag v0.3.0
+    python tools/set_version.py 0.3.0          # only rewrite the version (library, citation, require lines)
+    python tools/set_version.py 0.3.0 --tag    # = make release VERSION=0.3.0: rewrite, commit, pin, tag v0.3.0
 
-Rewrites ``ddpm_lib.__version__`` (and ``version:`` in ``CITATION.cff``), in the notebooks and the student
-edition ``student/`` the ref every notebook's Colab cell installs
-(``...ddpm-course@v0.3.0``) and the version every notebook's setup cell requires
-(``ddpm_lib.require("0.3.0")``); adds the ``require`` line to a setup cell that lacks it. Only those
-lines change (cell ids and every other cell are kept). ``tests/test_notebook_conventions.py`` checks
-the three agree.
+Rewrites ``ddpm_lib.__version__`` (and ``version:`` in ``CITATION.cff``) and, in the notebooks and the
+student edition ``student/``, the version every notebook's setup cell requires (``ddpm_lib.require("0.3.0")``);
+adds the ``require`` line to a setup cell that lacks it. Only those lines change (cell ids and every other
+cell are kept).
 
-With ``--tag`` (what ``make release`` runs) it also renames CHANGELOG.md's "## Unreleased" section to
-"## X.Y.Z (date)" and sets CITATION.cff's ``date-released``. It first refuses, with one line and status 2, a working tree
-with uncommitted changes or a tag ``vX.Y.Z`` that already exists; then it rewrites the files, commits
-them ("release X.Y.Z") when anything changed, and creates the annotated tag ``vX.Y.Z`` on that commit:
-the ref every notebook's Colab cell installs. ``tests/test_install_cell.py`` fails while a notebook
-names a tag this repository lacks, or a tag whose library has another version.
+With ``--tag`` (what ``make release`` runs) it makes the release in two commits. First it renames
+CHANGELOG.md's "## Unreleased" section to "## X.Y.Z (date)", sets CITATION.cff's ``date-released``, and
+commits all that ("release X.Y.Z"): the **release commit**. Then it writes that commit's full hash into
+every notebook's Colab install cell (``...ddpm-course@<hash>``) and commits that ("pin ..."). A commit
+cannot name its own hash, hence two commits. The install cells pin a commit hash rather than a tag because
+a commit travels with every clone and push of the branch, while a tag needs its own push (a repository
+that was cloned or pushed without tags would name a ref it does not have); the annotated tag ``vX.Y.Z`` is
+still created on the release commit, for people. It first refuses, with one line and status 2, a working
+tree with uncommitted changes or a tag ``vX.Y.Z`` that already exists. ``tests/test_install_cell.py``
+fails while a notebook names a commit this repository lacks, or one whose library has another version.
 """
 
 from __future__ import annotations
@@ -28,9 +30,34 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-INSTALL_RE = re.compile(r'(%pip install -q "ddpm-course @ git\+https://github\.com/ddpm-course/ddpm-course)(@v[^"]*)?"')
+INSTALL_RE = re.compile(r'(%pip install -q "ddpm-course @ git\+https://github\.com/ddpm-course/ddpm-course)(@[^"]*)?"')
 REQUIRE_RE = re.compile(r'ddpm_lib\.require\("[^"]*"\)')
 REQUIRE_LINES = ["import ddpm_lib\n", "\n", 'ddpm_lib.require("{v}")  # stops with a one-line fix if the installed ddpm_lib is older\n']
+
+
+def _notebooks() -> list[Path]:
+    """The course notebooks and the student edition (``student/``, `make student-edition`): same install and setup cells."""
+    return sorted([*(ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"), *(ROOT / "student").glob("[0-9][0-9]_*.ipynb")])
+
+
+def _rewrite_notebook(path: Path, edit) -> bool:
+    """Apply ``edit(install_cell, setup_cell)`` to one notebook; write it back when it changed."""
+    raw = path.read_text(encoding="utf-8")
+    nb = json.loads(raw)
+    edit(nb["cells"][1], nb["cells"][2])
+    out = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    if out == raw:
+        return False
+    path.write_text(out, encoding="utf-8")
+    return True
+
+
+def pin_install_cells(commit: str) -> list[str]:
+    """Point every notebook's Colab install cell at ``commit`` (a full hash); returns the files changed."""
+    def edit(install, setup):
+        install["source"] = [INSTALL_RE.sub(rf'\1@{commit}"', line) for line in install["source"]]
+
+    return [str(p.relative_to(ROOT)) for p in _notebooks() if _rewrite_notebook(p, edit)]
 
 
 def set_version(version: str) -> list[str]:
@@ -50,21 +77,13 @@ def set_version(version: str) -> list[str]:
         if new != text:
             cff.write_text(new, encoding="utf-8")
             changed.append(str(cff.relative_to(ROOT)))
-    # the student edition (student/, `make student-edition`) has the same install and setup cells
-    for path in sorted([*(ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"), *(ROOT / "student").glob("[0-9][0-9]_*.ipynb")]):
-        raw = path.read_text(encoding="utf-8")
-        nb = json.loads(raw)
-        install, setup = nb["cells"][1], nb["cells"][2]
-        install["source"] = [INSTALL_RE.sub(rf'\1@v{version}"', line) for line in install["source"]]
+    def edit(install, setup):
         if any(REQUIRE_RE.search(line) for line in setup["source"]):
             setup["source"] = [REQUIRE_RE.sub(f'ddpm_lib.require("{version}")', line) for line in setup["source"]]
         else:
             setup["source"] = [line.format(v=version) for line in REQUIRE_LINES] + ["\n"] + setup["source"]
-        out = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-        if out != raw:
-            path.write_text(out, encoding="utf-8")
-            changed.append(str(path.relative_to(ROOT)))
-    return changed
+
+    return changed + [str(p.relative_to(ROOT)) for p in _notebooks() if _rewrite_notebook(p, edit)]
 
 
 def _git(*args: str) -> subprocess.CompletedProcess:
@@ -89,9 +108,10 @@ def stamp_release_date(version: str) -> list[str]:
 
 
 def release(version: str) -> str:
-    """Set ``version`` everywhere, commit the change and create the annotated tag ``v<version>``.
+    """Set ``version`` everywhere and commit (the release commit), pin the install cells to that commit's
+    hash and commit again, and create the annotated tag ``v<version>`` on the release commit.
 
-    Returns the tagged commit's hash. Exits with status 2 and one line on a dirty tree or an existing tag.
+    Returns the release commit's hash. Exits with status 2 and one line on a dirty tree or an existing tag.
     """
     if not re.fullmatch(r"\d+\.\d+\.\d+", version):
         raise SystemExit(f"set_version: {version!r} is not a version like 0.3.0")
@@ -113,16 +133,26 @@ def release(version: str) -> str:
     for name in changed:
         print(f"updated {name}")
     if changed:
-        done = _git("commit", "-q", "-m", f"release {version}: ddpm_lib.__version__, the notebooks' install "
-                    f"cells (@{tag}) and require(\"{version}\")", "--", *changed)
-        if done.returncode != 0:
-            raise SystemExit(f"set_version --tag: git commit failed: {done.stderr.strip()}")
-    made = _git("tag", "-a", tag, "-m", f"ddpm-course {version}")
+        _commit(f"release {version}: ddpm_lib.__version__, CITATION.cff, CHANGELOG.md and the notebooks' "
+                f"require(\"{version}\")", changed)
+    commit = _git("rev-parse", "HEAD").stdout.strip()
+    made = _git("tag", "-a", tag, "-m", f"ddpm-course {version}", commit)
     if made.returncode != 0:
         raise SystemExit(f"set_version --tag: git tag failed: {made.stderr.strip()}")
-    commit = _git("rev-parse", "HEAD").stdout.strip()
-    print(f"tagged {tag} at {commit[:12]}; publish it with: git push origin HEAD {tag}")
+    pinned = pin_install_cells(commit)
+    for name in pinned:
+        print(f"pinned {name}")
+    if pinned:
+        _commit(f"pin the Colab install cells to release {version} ({commit[:12]})", pinned)
+    print(f"released {version} at {commit[:12]} (tag {tag}); the install cells pin {commit[:12]}; "
+          f"publish with: git push origin HEAD {tag}")
     return commit
+
+
+def _commit(message: str, files: list[str]) -> None:
+    done = _git("commit", "-q", "-m", message, "--", *files)
+    if done.returncode != 0:
+        raise SystemExit(f"set_version --tag: git commit failed: {done.stderr.strip()}")
 
 
 if __name__ == "__main__":
