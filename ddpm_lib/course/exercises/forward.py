@@ -199,8 +199,8 @@ def check_add_noise(fn: Callable) -> None:
             expected,
             atol=1e-5,
             rtol=1e-4,
-            hint="x_t = sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * noise, with "
-            "alpha_bars = torch.cumprod(1 - betas, dim=0) indexed by t and reshaped to (B, 1, 1, 1).",
+            hint="eq. 4 needs alpha_bar_t, the cumulative product (torch.cumprod) of (1 - beta) up to and including the "
+            "0-based step t, one value per image, shaped to broadcast over channels and pixels.",
         )
     passed(NAME, "Your x_t matches Ho et al.'s eq. 4 for every batch size, shape and t tried.")
 

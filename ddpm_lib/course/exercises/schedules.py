@@ -263,7 +263,8 @@ def check_log_snr(fn: Callable) -> None:
                        "alpha_bars[t] = torch.cumprod(1 - betas, 0)[t] includes beta_t." if first == 0 else
                        "Check that alpha_bar stays strictly between 0 and 1."))
             check_tensor(f"{name} ({where})", got, expected, atol=atol, rtol=1e-6,
-                         hint="alpha_bars = torch.cumprod(1 - betas, 0); return torch.log(alpha_bars / (1 - alpha_bars)).")
+                         hint="lambda_t is the log of alpha_bar_t / (1 - alpha_bar_t), where alpha_bar_t is the "
+                              "cumulative product of (1 - beta) up to and including step t.")
     passed(name, "lambda_t = log(alpha_bar_t / (1 - alpha_bar_t)) falls from large positive (clean) to large negative (noise).")
 
 
@@ -337,6 +338,6 @@ def check_betas_from_alpha_bar(fn: Callable) -> None:
             raise ExerciseError(f"{name}: wrong values ({desc}). Hint: "
                                 + _NEGATIVE.format(t=int((got < 0).nonzero()[0]), extra=""))
         check_tensor(f"{name} ({desc})", got, expected, atol=atol, rtol=1e-6,
-                     hint="tau = torch.arange(T + 1) / T; ab = alpha_bar(tau); "
-                          "betas = (1 - ab[1:] / ab[:-1]).clamp(max=max_beta).")
+                     hint="evaluate alpha_bar once at the T + 1 points tau = t / T (t = 0..T), divide each value "
+                          "by the one before it, and clip the betas at max_beta.")
     passed(name, "Any alpha_bar curve becomes a schedule: beta_t = 1 - alpha_bar_{t+1} / alpha_bar_t, clipped.")

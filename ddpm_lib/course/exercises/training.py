@@ -2,7 +2,10 @@
 
 - ``check_diffusion_loss(fn)``: ``fn(model, x0, t, noise, alpha_bars) -> scalar tensor``, the simple loss of
   Ho et al. 2020 (Algorithm 1, eq. 14): build x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, ask the
-  model for eps-hat = model(x_t, t), return the mean of (noise - eps-hat)^2.
+  model for eps-hat = model(x_t, t), return the mean of (noise - eps-hat)^2. Named slips: a missing square
+  root (on the noise term, on x0, or both), alpha_t instead of alpha_bar_t, ``alpha_bars[t - 1]`` (wrapping
+  to the last entry at t = 0), a missing reshape of the per-image coefficients (the broadcasting error is
+  explained), the wrong target or input, sum instead of mean, L1. No message prints the solution.
 - ``check_ema_update(fn)``: ``fn(ema_params, params, decay) -> None``, updating every EMA tensor in place:
   ema <- decay * ema + (1 - decay) * param.
 - ``check_ema_warmup(fn)``: ``fn(num_updates, decay) -> float``, the warm-up decay min(decay, (1 + n) / (10 + n)).
@@ -74,13 +77,31 @@ def _loss_variants(model, x0, noise, t, alpha_bars):
         return math.sqrt(ab[ti]), math.sqrt(1 - ab[ti])
 
     yield "right", per_sample(right)
+    yield ("the noise term needs a square root: its coefficient is sqrt(1 - abar_t) (the noise's VARIANCE is "
+           "1 - abar_t), you multiplied the noise by 1 - abar_t.",
+           per_sample(lambda ti: (math.sqrt(ab[ti]), float(1 - ab[ti]))))
+    yield ("the x0 term needs a square root: its coefficient is sqrt(abar_t), you multiplied x0 by abar_t.",
+           per_sample(lambda ti: (float(ab[ti]), math.sqrt(1 - ab[ti]))))
     yield ("the coefficients need square roots: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise.",
            per_sample(lambda ti: (float(ab[ti]), float(1 - ab[ti]))))
+    # alpha_t = abar_t / abar_{t-1} is ONE step's 1 - beta_t (abar_{-1} = 1)
+    alpha = torch.cat([ab[:1], ab[1:] / ab[:-1]])
+    yield ("you used alpha_t, the one-step factor 1 - beta_t, where x_t needs alpha_bar_t, the product of "
+           "all alphas up to step t: alpha_bars[t] is already that product (notebook 01, eq. 4).",
+           per_sample(lambda ti: (math.sqrt(alpha[ti]), math.sqrt(1 - alpha[ti]))))
+    cum = torch.cumprod(ab, 0)
+    yield ("you took a cumulative product of alpha_bars, which already IS the cumulative product of the "
+           "alphas: index it directly, alpha_bars[t].",
+           per_sample(lambda ti: (math.sqrt(cum[ti]), math.sqrt(1 - cum[ti]))))
     yield ("the network predicts the NOISE: compare its output with `noise`, not with x0.", per_sample(right, target="x0"))
     yield ("give the model the noisy image x_t, not the clean x0.", per_sample(right, model_input="x0"))
     yield ("use the mean of the squared error (F.mse_loss or ((eps - eps_hat) ** 2).mean()), not the sum.",
            per_sample(right, reduce="sum"))
     yield ("the simple loss squares the error (L2); you took the absolute value (L1).", per_sample(right, err="abs"))
+    yield ("you read alpha_bars[t - 1]: alpha_bars[t] already is the value for timestep t (0-based), and at "
+           "t = 0 the index t - 1 = -1 silently wraps around to the LAST entry, alpha_bars[-1] (no error, "
+           "just the noisiest level instead of the cleanest).",
+           per_sample(lambda ti: (math.sqrt(ab[ti - 1]), math.sqrt(1 - ab[ti - 1]))))  # Python wraps -1 too
     yield ("alpha_bars[t] already is the value for timestep t (0-based): don't shift the index to t - 1.",
            per_sample(lambda ti: (math.sqrt(ab[ti - 1]) if ti > 0 else 1.0, math.sqrt(1 - ab[ti - 1]) if ti > 0 else 0.0)))
     yield ("x_t mixes x0 and noise with sqrt(abar_t) on x0 and sqrt(1 - abar_t) on the noise: the two are swapped.",
@@ -108,6 +129,22 @@ def reference_ema_warmup(num_updates: int, decay: float) -> float:
     return min(decay, (1.0 + num_updates) / (10.0 + num_updates))
 
 
+def _call_loss(name: str, fn: Callable, model, x0, t, noise, alpha_bars):
+    """Call the student's loss; a broadcasting error from per-image coefficients of shape (B,) gets a named hint."""
+    try:
+        return call_student(name, fn, model, x0.clone(), t.clone(), noise.clone(), alpha_bars.clone())
+    except ExerciseError as e:
+        cause = e.__cause__
+        if isinstance(cause, RuntimeError) and "must match the size of tensor" in str(cause):
+            raise ExerciseError(
+                f"{name}: alpha_bars[t] has shape (B,) = ({len(t)},), one number per image, and PyTorch lines up "
+                f"the LAST dimensions when it multiplies it with x0 of shape {tuple(x0.shape)} ({len(t)} against "
+                f"{x0.shape[-1]}), hence the size-mismatch error. Reshape the per-image values to "
+                "(B, 1, 1, 1) first, so they broadcast over channels and pixels."
+            ) from cause
+        raise
+
+
 @exercise(reference=reference_diffusion_loss, library=('ddpm_lib.diffusion.losses.training_loss',))
 def check_diffusion_loss(fn: Callable) -> None:
     """Check ``fn(model, x0, t, noise, alpha_bars)`` returns the simple DDPM loss as a scalar tensor with gradients."""
@@ -115,7 +152,7 @@ def check_diffusion_loss(fn: Callable) -> None:
     for seed in (0, 1):
         x0, noise, t, alpha_bars = _probe_inputs(seed)
         model = _ProbeModel(alpha_bars.shape[0])
-        got = call_student(name, fn, model, x0.clone(), t.clone(), noise.clone(), alpha_bars.clone())
+        got = _call_loss(name, fn, model, x0, t, noise, alpha_bars)
         if not isinstance(got, torch.Tensor):
             raise ExerciseError(f"{name}: return a torch tensor (the loss), got {type(got).__name__}. "
                                 "Don't call .item(): the optimizer needs the tensor to backpropagate.")
@@ -134,9 +171,10 @@ def check_diffusion_loss(fn: Callable) -> None:
                 if math.isclose(value, float(v), rel_tol=1e-4, abs_tol=1e-6):
                     raise ExerciseError(f"{name}: {hint}")
             raise ExerciseError(
-                f"{name}: got {value:.6f}, expected {right:.6f}. Steps: ab = alpha_bars[t].reshape(-1, 1, 1, 1); "
-                "x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise; eps_hat = model(x_t, t); "
-                "return ((noise - eps_hat) ** 2).mean()."
+                f"{name}: got {value:.6f}, expected {right:.6f}, and none of the usual slips gives your value. "
+                "Check one thing at a time: the table and index you read (alpha_bars[t], 0-based), both "
+                "coefficients of x_t (notebook 01, eq. 4), what the model is given, what its output is compared "
+                "with, and the mean over every pixel of every image."
             )
     passed(name, "This is Algorithm 1 of Ho et al.; ddpm_lib.diffusion.losses.training_loss adds the random t and noise.")
 
@@ -323,8 +361,8 @@ def check_train_step(fn: Callable) -> None:
             if same(step):
                 raise ExerciseError(f"{name}: {hint}")
         raise ExerciseError(f"{name}: the losses or the weights after two steps differ from Algorithm 1's (losses "
-                            f"{[round(v, 6) for v in got_losses]}). Draw t = torch.randint(0, T, (B,), "
-                            "generator=generator) first, then noise = torch.randn(x0.shape, generator=generator); "
-                            "loss = diffusion_loss_mine(model, x0, t, noise, alpha_bars); opt.zero_grad(); "
-                            "loss.backward(); opt.step(); return loss.item().")
+                            f"{[round(v, 6) for v in got_losses]}), and none of the usual slips gives them. Check the "
+                            "order of the draws (t for every image first, then the noise, both from `generator`), "
+                            "that the loss is your diffusion_loss_mine, the three optimizer calls in their usual "
+                            "order, and that you return the loss as a Python float.")
     passed(name, "One step of Ho et al.'s Algorithm 1.")

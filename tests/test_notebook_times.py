@@ -1,0 +1,79 @@
+"""The per-notebook times come from one file, benchmarks/notebook_times.json (issue 19 item 4).
+
+README's notebook table, the map in notebook 00 and every notebook's **Time:** line must state exactly
+what the file says; the check runs over the notebooks that exist (a future 08 needs an entry too).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks import notebook_times as nt  # noqa: E402
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_the_table_is_complete_and_labelled():
+    times = nt.load_times()
+    m = times["measured"]
+    for key in ("date", "machine", "bf16_native", "torch", "how", "total"):
+        assert key in m, f"benchmarks/notebook_times.json: 'measured' needs {key!r}"
+    assert isinstance(m["bf16_native"], bool)
+    for path in NOTEBOOKS:
+        entry = times["notebooks"].get(path.stem)
+        assert entry is not None, f"{path.name}: add an entry to benchmarks/notebook_times.json"
+        assert set(entry) == {"fast", "cpu", "gpu", "gpu_note"}, (path.name, set(entry))
+        if not times["gpu"]["measured"]:  # until a GPU has run them, no gpu figure may look like a measurement
+            assert entry["gpu"] == "not measured", (path.name, entry["gpu"])
+
+
+def test_readme_map_and_time_lines_agree_with_the_table():
+    problems = nt.check(ROOT)
+    assert not problems, "\n".join(problems) + "\n(fix: python benchmarks/notebook_times.py --sync)"
+
+
+def test_every_time_line_names_the_machine_and_bf16():
+    times = nt.load_times()
+    for path in NOTEBOOKS:
+        line = nt.time_line(times, path.stem)
+        assert times["measured"]["date"] in line and times["measured"]["machine"] in line
+        assert "native bf16" in line
+
+
+@pytest.fixture
+def copy_of_course(tmp_path):
+    for name in ("README.md", "benchmarks/notebook_times.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "notebooks").mkdir()
+    for path in NOTEBOOKS:
+        shutil.copy(path, tmp_path / "notebooks" / path.name)
+    return tmp_path
+
+
+def test_the_check_fails_when_one_place_disagrees_and_sync_repairs_it(copy_of_course):
+    root = copy_of_course
+    table = json.loads((root / "benchmarks/notebook_times.json").read_text())
+    stem = NOTEBOOKS[-1].stem
+    table["notebooks"][stem]["cpu"] = "99 min"  # a new measurement entered in the one file
+    (root / "benchmarks/notebook_times.json").write_text(json.dumps(table, indent=1))
+    problems = nt.check(root)
+    assert any("README.md" in p and stem[:2] in p for p in problems)
+    assert any("(the map)" in p for p in problems)
+    assert any(p.startswith(f"{stem}.ipynb") for p in problems)
+    changed = nt.sync(root)
+    assert len(changed) == 3 and nt.check(root) == []  # README, notebook 00 (its map) and the notebook itself
+    assert "99 min" in (root / "README.md").read_text()
+
+
+def test_a_notebook_without_an_entry_is_reported(copy_of_course):
+    root = copy_of_course
+    shutil.copy(NOTEBOOKS[-1], root / "notebooks" / "08_beyond_ddpm.ipynb")
+    assert any("08_beyond_ddpm.ipynb: no entry" in p for p in nt.check(root))
