@@ -144,3 +144,42 @@ def test_ddim_sigma_with_eta_1_is_ddpms_fixed_small_std():
     for t in (1, 10, 500, 999):
         sigma = check_ddim_sigma.reference(float(ab[t]), float(ab[t - 1]), 1.0)
         assert math.isclose(sigma**2, float(s.posterior_variance[t]), rel_tol=1e-5)
+
+
+# --- make student and make grade on notebook 04's new exercise -----------------------------------------
+
+
+def test_student_copy_and_grading_of_the_kl_exercise(tmp_path, capsys):
+    """The exercise cell of the real notebook 04, alone in a notebook: the student copy is "not done", the
+    instructor's answer "correct", and an answer with the Gaussians swapped "wrong" with that mistake named."""
+    import csv
+    import json
+    import re
+    from pathlib import Path
+
+    from ddpm_lib import grade, student
+
+    nb04 = json.loads((Path(__file__).resolve().parent.parent / "notebooks" / "04_training.ipynb").read_text())
+    [cell] = [c for c in nb04["cells"] if "def gaussian_kl_mine" in "".join(c["source"])]
+    nb = {"cells": [{"cell_type": "code", "id": "imp", "metadata": {}, "outputs": [], "execution_count": None,
+                     "source": "import torch"}, cell],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    name = "04_training.ipynb"
+    instructor, sub = tmp_path / "instructor", tmp_path / "sub"
+    for d in (instructor, sub / "bob", sub / "carol"):
+        d.mkdir(parents=True)
+    (instructor / name).write_text(json.dumps(nb))
+    (sub / "bob" / name).write_text(json.dumps(nb))
+    src = "".join(cell["source"])
+    wrong = re.sub(r"### BEGIN SOLUTION\n.*?### END SOLUTION", "return 0.5 * (torch.log(var1 / var2) + (var2 + "
+                   "(mean1 - mean2) ** 2) / var1 - 1)", src, flags=re.S)
+    assert wrong != src
+    (sub / "carol" / name).write_text(json.dumps({**nb, "cells": [nb["cells"][0], {**cell, "source": wrong}]}))
+    student.write_student_copies([instructor / name], sub / "alice")
+    out = tmp_path / "grades.csv"
+    assert grade.main([str(sub), "--out", str(out), "--timeout", "300", "--instructor", str(instructor)]) == 0
+    rows = {r["student"]: r for r in csv.DictReader(out.open(encoding="utf-8"))}
+    assert {s: rows[s]["exercise"] for s in rows} == {"alice": "gaussian_kl", "bob": "gaussian_kl", "carol": "gaussian_kl"}
+    assert rows["alice"]["status"] == "not done" and rows["bob"]["status"] == "correct"
+    assert rows["carol"]["status"] == "wrong" and "swapped" in rows["carol"]["message"]
