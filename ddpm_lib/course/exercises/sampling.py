@@ -27,7 +27,7 @@ from ddpm_lib.course.exercises.forward import (
 )
 from ddpm_lib.course.exercises.forward import reference_posterior
 
-__all__ = ["check_posterior_mean", "check_ddpm_step", "check_ddim_step", "check_slerp"]
+__all__ = ["check_posterior_mean", "check_ddpm_step", "check_ddim_step", "check_ddim_sigma", "check_slerp"]
 
 
 def _betas(T: int = 50) -> torch.Tensor:
@@ -209,3 +209,59 @@ def check_slerp(fn: Callable) -> None:
         _match_mistakes(name, got, expected, mistakes)
         check_tensor(name, got, expected, atol=1e-4, hint="theta = arccos(<z0, z1> / (|z0| |z1|)) over all entries.")
     passed(name, "Spherical interpolation keeps the norm of typical Gaussian noise.")
+
+
+# --- DDIM's noise level (eq. 16) ----------------------------------------------------------------------
+
+
+def reference_ddim_sigma(alpha_bar_t: float, alpha_bar_prev: float, eta: float) -> float:
+    """sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev) (Song et al. 2021, eq. 16)."""
+    return eta * math.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * math.sqrt(1 - alpha_bar_t / alpha_bar_prev)
+
+
+def _ddim_sigma_mistakes(ab_t: float, ab_prev: float, eta: float):
+    """(hint, value) of the usual wrong answers to eq. 16, most specific first."""
+    first, second = (1 - ab_prev) / (1 - ab_t), 1 - ab_t / ab_prev
+    yield ("you returned sigma^2, the variance; eq. 16 gives the standard deviation sigma (take the square roots, "
+           "and eta outside them).", eta**2 * first * second)
+    yield ("eta multiplies sigma, outside the square roots: eta = 1/2 halves the standard deviation.",
+           math.sqrt(eta * first * second))
+    yield ("the first factor is upside down: sqrt((1 - abar_prev) / (1 - abar_t)), the PREVIOUS step's noise "
+           "on top (with eta = 1 and consecutive steps sigma^2 is then beta-tilde_t).",
+           eta * math.sqrt(1 / first * second))
+    yield ("the second factor is sqrt(1 - abar_t / abar_prev), the beta between the two visited steps, not "
+           "sqrt(1 - abar_t).", eta * math.sqrt(first * (1 - ab_t)))
+    yield ("that is eta sqrt(1 - abar_t / abar_prev) alone, the fixed_large choice sigma^2 = beta; eq. 16 also has "
+           "the factor sqrt((1 - abar_prev) / (1 - abar_t)).", eta * math.sqrt(second))
+
+
+@exercise(reference=reference_ddim_sigma, library=("ddpm_lib.diffusion.samplers.DDIMSampler",))
+def check_ddim_sigma(fn: Callable) -> None:
+    """Check ``fn(alpha_bar_t, alpha_bar_prev, eta) -> float`` against eq. 16 of Song et al. 2021."""
+    name = "ddim_sigma"
+    for ab_t, ab_prev, eta in ((0.3, 0.5, 1.0), (0.01, 0.2, 0.5), (0.9, 0.95, 1.0), (0.4, 0.7, 0.0), (0.6, 1.0, 1.0)):
+        try:
+            got = call_student(name, fn, ab_t, ab_prev, eta)
+        except ExerciseError as e:
+            if isinstance(e.__cause__, ValueError) and "math domain" in str(e.__cause__):
+                raise ExerciseError(f"{name}: your code took the square root of a negative number (abar_t = {ab_t}, "
+                                    f"abar_prev = {ab_prev}). The second factor is sqrt(1 - abar_t / abar_prev): "
+                                    "abar_t <= abar_prev, so the ratio is at most 1. Is it upside down?") from None
+            raise
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if not isinstance(got, (int, float)):
+            raise ExerciseError(f"{name}: return a Python float (sigma), got {type(got).__name__}.")
+        expected = reference_ddim_sigma(ab_t, ab_prev, eta)
+        if math.isnan(got):
+            raise ExerciseError(f"{name}: the result is NaN (abar_t = {ab_t}, abar_prev = {ab_prev}): a square root of a "
+                                "negative number? The second factor is sqrt(1 - abar_t / abar_prev), and "
+                                "abar_t <= abar_prev.")
+        if not math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9):
+            for hint, wrong in _ddim_sigma_mistakes(ab_t, ab_prev, eta):
+                if math.isclose(got, wrong, rel_tol=1e-6, abs_tol=1e-9) and not math.isclose(wrong, expected, rel_tol=1e-6):
+                    raise ExerciseError(f"{name}: not quite (abar_t = {ab_t}, abar_prev = {ab_prev}, eta = {eta}): {hint}")
+            raise ExerciseError(f"{name}: wrong value at abar_t = {ab_t}, abar_prev = {ab_prev}, eta = {eta}. "
+                                "Read eq. 16 again: eta times two square-root factors.")
+    passed(name, "That is eq. 16 of Song et al. (DDIM): with eta = 1 and every timestep visited it is DDPM's "
+                 "fixed_small standard deviation, sqrt(beta-tilde_t).")
