@@ -11,7 +11,7 @@ checks it with ``tools/import_graph.py``). Each subpackage's docstring gives its
 - utilities: ``settings`` (mode, folders, device, seeds), ``files`` (atomic writes, ``NoSpaceError``,
   sha256), ``progress``, ``viz`` (image grids, GIFs), ``command_line`` (one-line errors for every
   entry point), ``pretrained`` (the starter-weight files and their registries).
-- ``diffusion``: schedules, the forward process, losses, samplers, exact toy denoisers.
+- ``diffusion``: schedules, the forward process, the variational bound, losses, samplers, exact toy denoisers.
 - ``models``: timestep embeddings, blocks, the UNet, EMA, the diffusers export.
 - ``data``: datasets as [-1, 1] tensors, synthetic stand-ins, batches.
 - ``training``: recipes, ``TrainConfig``, the Trainer and its callbacks, checkpoints, run folders.
@@ -28,7 +28,7 @@ The notebooks and the modules each is about (it builds their ideas in a few line
 | 01 forward process | ``diffusion.forward``, ``diffusion.schedules`` |
 | 02 noise schedules | ``diffusion.schedules`` |
 | 03 UNet blocks | ``models.embeddings``, ``models.blocks``, ``models.unet`` |
-| 04 training | ``diffusion.losses``, ``models.ema``, ``training`` (recipes, config, trainer, monitor), ``loading`` |
+| 04 training | ``diffusion.bound``, ``diffusion.losses``, ``diffusion.toy``, ``models.ema``, ``training`` (recipes, config, trainer, monitor), ``loading`` |
 | 05 sampling | ``diffusion.samplers``, ``diffusion.toy``, ``diffusion.empirical``, ``course.model_choice`` |
 | 06 CIFAR-10 | ``training`` (the ``cifar10_*`` recipes), ``loading``, ``course.model_choice`` |
 | 07 evaluation | ``evaluation`` (metrics, features, classifier, evaluate) |
@@ -44,8 +44,7 @@ from pathlib import Path
 
 __version__ = "0.3.0"
 
-# The git URL the notebooks' Colab cell installs from; each release is tagged ``v<__version__>``
-# (README, "Releasing").
+# The git URL the notebooks' Colab cell installs from, pinned to a release commit (README, "Releasing").
 REPO_URL = "https://github.com/ddpm-course/ddpm-course"
 
 __all__ = ["REPO_URL", "LibraryTooOldError", "__version__", "require"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ddpm_lib import sandbox
+from ddpm_lib.course import sandbox
 from ddpm_lib.course import grade
 
 NB = "00_x.ipynb"

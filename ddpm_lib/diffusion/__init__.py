@@ -5,9 +5,11 @@ Read in this order:
 1. ``forward``: the forward process q(x_t | x_0) (eqs. 2, 4), the posterior (eqs. 6-7), and the
    eps / x0 / v conversions; it names the schedule tables it reads (``ScheduleTables``).
 2. ``schedules``: linear, cosine, sigmoid and quadratic schedules and their derived tables (``NoiseSchedule``).
-3. ``losses``: the simple loss (eq. 14) and its variants, label dropout for guidance.
-4. ``samplers``: ancestral sampling (Algorithm 2), DDIM, DPM-Solver++, classifier-free guidance.
-5. ``toy`` and ``empirical``: exact denoisers (a Gaussian mixture; a finite training set) to test samplers
+3. ``bound``: the variational bound (eqs. 3-5), its Gaussian KL terms and eq. 12's weights: why the simple
+   loss is the right one.
+4. ``losses``: the simple loss (eq. 14) and its variants, label dropout for guidance.
+5. ``samplers``: ancestral sampling (Algorithm 2), DDIM, DPM-Solver++, classifier-free guidance.
+6. ``toy`` and ``empirical``: exact denoisers (a Gaussian mixture; a finite training set) to test samplers
    and losses without training.
 
 Imports only the utilities below it (``ddpm_lib.progress``).
