@@ -185,7 +185,7 @@ def test_every_checker_grades_through_the_kernel_proxy(tmp_path):
     from ddpm_lib.course.exercises import load_all
 
     keys = sorted(load_all())
-    head = ("import importlib\nC = importlib.import_module('ddpm_lib' + '.exercises').load_all()\n"
+    head = ("import importlib\nC = importlib.import_module('ddpm_lib.course' + '.exercises').load_all()\n"
             "REF = {k: getattr(c, 're' + 'ference') for k, c in C.items()}\n")
 
     def nb(body):
