@@ -14,7 +14,7 @@ def _tables(betas):
     return b, torch.cumprod(1 - b, 0)
 
 
-def step(eps_hat, x_t, t, betas, z, *, divide_by="alpha", eps_sign=-1.0, z_sign=1.0, noise_at_0=False,
+def step(eps_hat, x_t, z, betas, t, *, divide_by="alpha", eps_sign=-1.0, z_sign=1.0, noise_at_0=False,
          negative_index=False, fresh_noise=False):
     b, ab = _tables(betas)
     ab_prev = ab[t - 1] if (t > 0 or negative_index) else torch.tensor(1.0, dtype=torch.float64)
@@ -28,11 +28,11 @@ def step(eps_hat, x_t, t, betas, z, *, divide_by="alpha", eps_sign=-1.0, z_sign=
     return (mean + z_sign * sigma * z.double()).float()
 
 
-def right(eps_hat, x_t, t, betas, z):
-    return step(eps_hat, x_t, t, betas, z)
+def right(eps_hat, x_t, z, betas, t):
+    return step(eps_hat, x_t, z, betas, t)
 
 
-def right_float32_no_branch(eps_hat, x_t, t, betas, z):
+def right_float32_no_branch(eps_hat, x_t, z, betas, t):
     # a correct variant: float32 tables, the t = 0 case handled by multiplying z by (t > 0)
     alphas = 1 - betas
     ab = torch.cumprod(alphas, 0)
@@ -56,14 +56,14 @@ def test_correct_steps_pass(fn, capsys):
 ])
 def test_ddpm_step_mistakes(kwargs, hint):
     with pytest.raises(ExerciseError, match=hint):
-        check_ddpm_step(lambda eps_hat, x_t, t, betas, z: step(eps_hat, x_t, t, betas, z, **kwargs))
+        check_ddpm_step(lambda eps_hat, x_t, z, betas, t: step(eps_hat, x_t, z, betas, t, **kwargs))
 
 
-def noise_at_last_step(eps_hat, x_t, t, betas, z):
+def noise_at_last_step(eps_hat, x_t, z, betas, t):
     # sigma_0 = sqrt(beta_0) on the last step (with beta-tilde, sigma_0 would be 0 anyway)
     if t > 0:
-        return right(eps_hat, x_t, t, betas, z)
-    return step(eps_hat, x_t, 0, betas, z) + betas[0].sqrt() * z
+        return right(eps_hat, x_t, z, betas, t)
+    return step(eps_hat, x_t, z, betas, 0) + betas[0].sqrt() * z
 
 
 def test_noise_on_the_last_step():
@@ -71,7 +71,7 @@ def test_noise_on_the_last_step():
         check_ddpm_step(noise_at_last_step)
 
 
-def posterior_mean(x0, x_t, t, betas, negative_index=False):
+def posterior_mean(x0, x_t, betas, t, negative_index=False):
     b, ab = _tables(betas)
     ab_prev = ab[t - 1] if (t > 0 or negative_index) else torch.tensor(1.0, dtype=torch.float64)
     c0 = ab_prev.sqrt() * b[t] / (1 - ab[t])
@@ -83,4 +83,11 @@ def test_posterior_mean_negative_index_at_t0(capsys):
     assert check_posterior_mean(posterior_mean) is posterior_mean
     assert "Correct" in capsys.readouterr().out
     with pytest.raises(ExerciseError, match="negative index"):
-        check_posterior_mean(lambda x0, x_t, t, betas: posterior_mean(x0, x_t, t, betas, negative_index=True))
+        check_posterior_mean(lambda x0, x_t, betas, t: posterior_mean(x0, x_t, betas, t, negative_index=True))
+
+
+def test_the_old_argument_order_is_named():
+    """A right step whose def line still takes t before the schedule, (eps_hat, x_t, t, betas, z), is told to
+    move t last."""
+    with pytest.raises(ExerciseError, match=r"t comes LAST.*def ddpm_step_mine\(eps_hat, x_t, z, betas, t\)"):
+        check_ddpm_step(lambda eps_hat, x_t, t, betas, z: right(eps_hat, x_t, z, betas, t))

@@ -20,12 +20,12 @@ from ddpm_lib.course.exercises.schedules import check_cosine_schedule, reference
 # add_noise (notebook 01)
 
 
-def add_noise_right(x0, noise, t, betas):
+def add_noise_right(x0, noise, betas, t):
     ab = torch.cumprod(1 - betas, dim=0)[t].view(-1, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-def add_noise_right_other_style(x0, noise, t, betas):
+def add_noise_right_other_style(x0, noise, betas, t):
     # numpy, float64, a loop: also right
     ab = np.cumprod(1 - betas.double().numpy())
     out = [math.sqrt(ab[ti]) * x0[i].double() + math.sqrt(1 - ab[ti]) * noise[i].double() for i, ti in enumerate(t.tolist())]
@@ -36,90 +36,90 @@ def _abar(betas, t):
     return torch.cumprod(1 - betas, dim=0)[t].view(-1, 1, 1, 1)
 
 
-def wrong_alpha_t(x0, noise, t, betas):
+def wrong_alpha_t(x0, noise, betas, t):
     a = (1 - betas)[t].view(-1, 1, 1, 1)
     return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
-def wrong_no_sqrt(x0, noise, t, betas):
+def wrong_no_sqrt(x0, noise, betas, t):
     ab = _abar(betas, t)
     return ab * x0 + (1 - ab) * noise
 
 
-def wrong_no_sqrt_noise(x0, noise, t, betas):
+def wrong_no_sqrt_noise(x0, noise, betas, t):
     ab = _abar(betas, t)
     return ab.sqrt() * x0 + (1 - ab) * noise
 
 
-def wrong_no_sqrt_x0(x0, noise, t, betas):
+def wrong_no_sqrt_x0(x0, noise, betas, t):
     ab = _abar(betas, t)
     return ab * x0 + (1 - ab).sqrt() * noise
 
 
-def wrong_swapped(x0, noise, t, betas):
+def wrong_swapped(x0, noise, betas, t):
     ab = _abar(betas, t)
     return (1 - ab).sqrt() * x0 + ab.sqrt() * noise
 
 
-def wrong_beta_noise(x0, noise, t, betas):
+def wrong_beta_noise(x0, noise, betas, t):
     ab = _abar(betas, t)
     return ab.sqrt() * x0 + betas[t].view(-1, 1, 1, 1).sqrt() * noise
 
 
-def wrong_t_minus_1(x0, noise, t, betas):
+def wrong_t_minus_1(x0, noise, betas, t):
     ab_prev = torch.cat([torch.ones(1, dtype=betas.dtype), torch.cumprod(1 - betas, 0)[:-1]])
     ab = ab_prev[t].view(-1, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-def wrong_cumprod_betas(x0, noise, t, betas):
+def wrong_cumprod_betas(x0, noise, betas, t):
     ab = torch.cumprod(betas, 0)[t].view(-1, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-def wrong_negative_index(x0, noise, t, betas):
+def wrong_negative_index(x0, noise, betas, t):
     # alpha_bars[t - 1]: at t = 0 Python's negative indexing gives alpha_bars[-1], the last entry
     ab = torch.cumprod(1 - betas, 0)[t - 1].view(-1, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-def wrong_t_plus_1(x0, noise, t, betas):
+def wrong_t_plus_1(x0, noise, betas, t):
     ab = torch.cumprod(1 - betas, 0)[(t + 1).clamp(max=len(betas) - 1)].view(-1, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-def wrong_sum(x0, noise, t, betas):
+def wrong_sum(x0, noise, betas, t):
     ab = (1 - torch.cumsum(betas, 0)).clamp(min=0)[t].view(-1, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-def wrong_first_t_only(x0, noise, t, betas):
+def wrong_first_t_only(x0, noise, betas, t):
     ab = torch.cumprod(1 - betas, 0)[t[0]]
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-def wrong_broadcast(x0, noise, t, betas):
+def wrong_broadcast(x0, noise, betas, t):
     ab = torch.cumprod(1 - betas, 0)[t]  # shape (B,): broadcasts against the last (width) axis
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-def wrong_broadcast_2d(x0, noise, t, betas):
+def wrong_broadcast_2d(x0, noise, betas, t):
     ab = torch.cumprod(1 - betas, 0)[t][:, None]  # (B, 1): not enough singleton axes
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-def wrong_fresh_noise(x0, noise, t, betas):
+def wrong_fresh_noise(x0, noise, betas, t):
     ab = _abar(betas, t)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * torch.randn_like(x0)
 
 
-def wrong_in_place(x0, noise, t, betas):
+def wrong_in_place(x0, noise, betas, t):
     ab = _abar(betas, t)
     x0.mul_(ab.sqrt())
     return x0 + (1 - ab).sqrt() * noise
 
 
-def not_written(x0, noise, t, betas):
+def not_written(x0, noise, betas, t):
     raise NotImplementedError("your code here")
 
 
@@ -157,8 +157,8 @@ def test_add_noise_checker_names_the_mistake(fn, hint):
 
 
 def test_add_noise_checker_rejects_unknown_mistake_with_general_hint():
-    def slightly_off(x0, noise, t, betas):
-        return add_noise_right(x0, noise, t, betas) * 1.01
+    def slightly_off(x0, noise, betas, t):
+        return add_noise_right(x0, noise, betas, t) * 1.01
 
     with pytest.raises(ExerciseError, match="differ from the reference") as info:
         check_add_noise(slightly_off)
@@ -167,7 +167,7 @@ def test_add_noise_checker_rejects_unknown_mistake_with_general_hint():
 
 def test_add_noise_checker_rejects_wrong_type():
     with pytest.raises(ExerciseError, match="expected a torch.Tensor"):
-        check_add_noise(lambda x0, noise, t, betas: add_noise_right(x0, noise, t, betas).numpy())
+        check_add_noise(lambda x0, noise, betas, t: add_noise_right(x0, noise, betas, t).numpy())
 
 
 # ---------------------------------------------------------------------------------------------

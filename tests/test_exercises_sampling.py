@@ -18,27 +18,27 @@ def _ab(betas, t):
     return torch.cumprod(1 - betas.double(), 0)[t].item() if t >= 0 else 1.0
 
 
-def posterior_mean_right(x0, x_t, t, betas):
+def posterior_mean_right(x0, x_t, betas, t):
     b, ab_t, ab_prev = betas[t].item(), _ab(betas, t), _ab(betas, t - 1)
     return math.sqrt(ab_prev) * b / (1 - ab_t) * x0 + math.sqrt(1 - b) * (1 - ab_prev) / (1 - ab_t) * x_t
 
 
-def posterior_mean_swapped(x0, x_t, t, betas):
-    return posterior_mean_right(x_t, x0, t, betas)
+def posterior_mean_swapped(x0, x_t, betas, t):
+    return posterior_mean_right(x_t, x0, betas, t)
 
 
-def posterior_mean_ab_t(x0, x_t, t, betas):
+def posterior_mean_ab_t(x0, x_t, betas, t):
     b, ab_t = betas[t].item(), _ab(betas, t)
     return math.sqrt(ab_t) * b / (1 - ab_t) * x0 + math.sqrt(1 - b) * x_t
 
 
-def ddpm_step_right(eps_hat, x_t, t, betas, z):
+def ddpm_step_right(eps_hat, x_t, z, betas, t):
     b, ab_t, ab_prev = betas[t].item(), _ab(betas, t), _ab(betas, t - 1)
     mean = (x_t - b / math.sqrt(1 - ab_t) * eps_hat) / math.sqrt(1 - b)
     return mean if t == 0 else mean + math.sqrt((1 - ab_prev) / (1 - ab_t) * b) * z
 
 
-def ddpm_step_large_variance(eps_hat, x_t, t, betas, z):
+def ddpm_step_large_variance(eps_hat, x_t, z, betas, t):
     b, ab_t = betas[t].item(), _ab(betas, t)
     mean = (x_t - b / math.sqrt(1 - ab_t) * eps_hat) / math.sqrt(1 - b)
     return mean + math.sqrt(b) * z

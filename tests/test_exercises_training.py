@@ -11,36 +11,36 @@ from ddpm_lib.course.exercises.training import (
 )
 
 
-def loss_right(model, x0, t, noise, alpha_bars):
+def loss_right(model, x0, noise, alpha_bars, t):
     ab = alpha_bars[t].reshape(-1, 1, 1, 1)
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
     return torch.nn.functional.mse_loss(model(x_t, t), noise)
 
 
-def loss_no_sqrt(model, x0, t, noise, alpha_bars):
+def loss_no_sqrt(model, x0, noise, alpha_bars, t):
     ab = alpha_bars[t].reshape(-1, 1, 1, 1)
     return ((model(ab * x0 + (1 - ab) * noise, t) - noise) ** 2).mean()
 
 
-def loss_x0_target(model, x0, t, noise, alpha_bars):
+def loss_x0_target(model, x0, noise, alpha_bars, t):
     ab = alpha_bars[t].reshape(-1, 1, 1, 1)
     return ((model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t) - x0) ** 2).mean()
 
 
-def loss_sum(model, x0, t, noise, alpha_bars):
+def loss_sum(model, x0, noise, alpha_bars, t):
     ab = alpha_bars[t].reshape(-1, 1, 1, 1)
     return ((model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t) - noise) ** 2).sum()
 
 
-def loss_item(model, x0, t, noise, alpha_bars):
-    return loss_right(model, x0, t, noise, alpha_bars).item()
+def loss_item(model, x0, noise, alpha_bars, t):
+    return loss_right(model, x0, noise, alpha_bars, t).item()
 
 
-def loss_detached(model, x0, t, noise, alpha_bars):
-    return loss_right(model, x0, t, noise, alpha_bars).detach()
+def loss_detached(model, x0, noise, alpha_bars, t):
+    return loss_right(model, x0, noise, alpha_bars, t).detach()
 
 
-def loss_clean_input(model, x0, t, noise, alpha_bars):
+def loss_clean_input(model, x0, noise, alpha_bars, t):
     return ((model(x0, t) - noise) ** 2).mean()
 
 
@@ -111,3 +111,10 @@ def test_ema_warmup_accepts_numpy_and_tensor_values(capsys):
     check_ema_warmup(lambda n, d: np.minimum(np.float64(d), (1 + n) / (10 + n)))
     check_ema_warmup(lambda n, d: torch.tensor([d, (1 + n) / (10 + n)], dtype=torch.float64).min())
     assert capsys.readouterr().out.count("Correct") == 2
+
+
+def test_the_old_argument_order_is_named():
+    """A right loss whose def line still takes t before the noise and the table, (model, x0, t, noise,
+    alpha_bars), is told to move t last."""
+    with pytest.raises(ExerciseError, match=r"t comes LAST.*def diffusion_loss_mine\(model, x0, noise, alpha_bars, t\)"):
+        check_diffusion_loss(lambda model, x0, t, noise, alpha_bars: loss_right(model, x0, noise, alpha_bars, t))

@@ -15,33 +15,33 @@ def _mse(model, x_t, t, noise):
     return ((model(x_t, t) - noise) ** 2).mean()
 
 
-def loss_no_sqrt_on_noise(model, x0, t, noise, alpha_bars):
+def loss_no_sqrt_on_noise(model, x0, noise, alpha_bars, t):
     ab = alpha_bars[t].reshape(-1, 1, 1, 1)
     return _mse(model, ab.sqrt() * x0 + (1 - ab) * noise, t, noise)
 
 
-def loss_no_sqrt_on_x0(model, x0, t, noise, alpha_bars):
+def loss_no_sqrt_on_x0(model, x0, noise, alpha_bars, t):
     ab = alpha_bars[t].reshape(-1, 1, 1, 1)
     return _mse(model, ab * x0 + (1 - ab).sqrt() * noise, t, noise)
 
 
-def loss_alpha_not_alpha_bar(model, x0, t, noise, alpha_bars):
+def loss_alpha_not_alpha_bar(model, x0, noise, alpha_bars, t):
     alphas = torch.cat([alpha_bars[:1], alpha_bars[1:] / alpha_bars[:-1]])  # one step's 1 - beta_t
     a = alphas[t].reshape(-1, 1, 1, 1)
     return _mse(model, a.sqrt() * x0 + (1 - a).sqrt() * noise, t, noise)
 
 
-def loss_index_t_minus_1(model, x0, t, noise, alpha_bars):
+def loss_index_t_minus_1(model, x0, noise, alpha_bars, t):
     ab = alpha_bars[t - 1].reshape(-1, 1, 1, 1)  # at t = 0 this reads alpha_bars[-1]
     return _mse(model, ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t, noise)
 
 
-def loss_no_reshape(model, x0, t, noise, alpha_bars):
+def loss_no_reshape(model, x0, noise, alpha_bars, t):
     ab = alpha_bars[t]  # shape (B,): broadcasts against the LAST dimension of x0
     return _mse(model, ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t, noise)
 
 
-def loss_off_target(model, x0, t, noise, alpha_bars):
+def loss_off_target(model, x0, noise, alpha_bars, t):
     ab = alpha_bars[t].reshape(-1, 1, 1, 1)
     return 1.37 * _mse(model, ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t, noise)
 

@@ -12,9 +12,9 @@ CHECK = "add_noise_mine = check_add_noise(add_noise_mine)"
 
 
 @pytest.mark.parametrize("cells, words", [
-    (["import ddpm_lib.diffusion.forward as F\ndef add_noise_mine(x0, noise, t, betas):\n    return F.add_noise(s, x0, noise, t)"],
+    (["import ddpm_lib.diffusion.forward as F\ndef add_noise_mine(x0, noise, betas, t):\n    return F.add_noise(s, x0, noise, t)"],
      "calls ddpm_lib.diffusion.forward.add_noise"),
-    (["from ddpm_lib.diffusion.forward import add_noise as a\n", "def add_noise_mine(x0, noise, t, betas):\n    return a(s, x0, noise, t)"],
+    (["from ddpm_lib.diffusion.forward import add_noise as a\n", "def add_noise_mine(x0, noise, betas, t):\n    return a(s, x0, noise, t)"],
      "calls ddpm_lib.diffusion.forward.add_noise"),
     (["import ddpm_lib.diffusion.forward\ndef add_noise_mine(*args):\n    return ddpm_lib.diffusion.forward.add_noise(*args)"],
      "calls ddpm_lib.diffusion.forward.add_noise"),
@@ -35,13 +35,13 @@ def test_library_calls_are_found_and_named(cells, words):
 
 
 @pytest.mark.parametrize("cells", [
-    ["import torch\ndef add_noise_mine(x0, noise, t, betas):\n    ab = torch.cumprod(1 - betas, 0)[t].view(-1, 1, 1, 1)\n"
+    ["import torch\ndef add_noise_mine(x0, noise, betas, t):\n    ab = torch.cumprod(1 - betas, 0)[t].view(-1, 1, 1, 1)\n"
      "    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise"],
     # the library used elsewhere in the notebook (a later demo) and the checker line itself are fine
-    ["import ddpm_lib.diffusion.forward as F\ndef add_noise_mine(x0, noise, t, betas):\n    return x0\n",
+    ["import ddpm_lib.diffusion.forward as F\ndef add_noise_mine(x0, noise, betas, t):\n    return x0\n",
      "def demo():\n    return F.add_noise(s, x0, noise, t)"],
     # another ddpm_lib function that does not implement this exercise
-    ["from ddpm_lib.diffusion.schedules import cosine_betas\ndef add_noise_mine(x0, noise, t, betas):\n    b = cosine_betas(10)\n"
+    ["from ddpm_lib.diffusion.schedules import cosine_betas\ndef add_noise_mine(x0, noise, betas, t):\n    b = cosine_betas(10)\n"
      "    return x0"],
 ])
 def test_own_code_is_not_flagged(cells):

@@ -132,3 +132,46 @@ def test_bf16_cpu_step_matches_fp32(one_thread):
     assert abs(l16 - l32) / l32 < 0.05
     cos = torch.nn.functional.cosine_similarity(g16.float(), g32, dim=0)
     assert cos > 0.99, cos
+
+
+TRAINING_SIZES = ("steps", "warmup_steps", "batch_size", "max_items")
+
+
+def _config_calls(source: str):
+    """The TrainConfig(...) and TrainConfig.from_recipe(...) calls in a notebook cell's code (magics skipped)."""
+    import ast
+
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            if name in ("TrainConfig", "from_recipe"):
+                yield node
+
+
+def _scan_notebooks_for_sizes(paths):
+    import json
+
+    found = []
+    for path in paths:
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                for call in _config_calls("".join(cell["source"])):
+                    found += [(path.name, kw.arg) for kw in call.keywords if kw.arg in TRAINING_SIZES]
+    return found
+
+
+def test_notebooks_take_training_sizes_from_a_recipe(tmp_path):
+    """Recipes own every training size: a notebook that trains for fewer steps says so once, with
+    ``recipe.with_(steps=...)``, and never passes steps (or warm-up, batch, dataset size) to TrainConfig itself.
+    The scan is shown catching a notebook that does."""
+    import json
+    from pathlib import Path
+
+    notebooks = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert notebooks and not _scan_notebooks_for_sizes(notebooks)
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text(json.dumps({"cells": [{"cell_type": "code", "source": [
+        "%matplotlib inline\n", "cfg = TrainConfig.from_recipe(recipe.name, steps=settings.pick(full=9, fast=1))\n"]}]}))
+    assert _scan_notebooks_for_sizes([bad]) == [("bad.ipynb", "steps")]

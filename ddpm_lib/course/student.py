@@ -2,7 +2,7 @@
 
 In the instructor notebooks an exercise's solution sits between two marker lines (nbgrader style)::
 
-    def add_noise_mine(x0, noise, t, alpha_bars):
+    def add_noise_mine(x0, noise, alpha_bars, t):
         ### BEGIN SOLUTION
         a = alpha_bars[t].view(-1, 1, 1, 1)
         return a.sqrt() * x0 + (1 - a).sqrt() * noise

@@ -178,6 +178,48 @@ def call_student(name: str, fn: Callable, *args, **kwargs) -> Any:
         raise ExerciseError(f"{name}: your code raised {type(e).__name__}: {e}") from e
 
 
+def _first_tensor(value: Any) -> Any:
+    """The tensor a result stands for: itself, or the first item of a (mean, variance) pair."""
+    if isinstance(value, (tuple, list)) and value:
+        value = value[0]
+    try:
+        return torch.as_tensor(value).detach().double()  # a tensor, a NumPy array or a number
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def call_t_last(name: str, fn: Callable, args: tuple, *, old_order: tuple[int, ...], expected: Any,
+                signature: str) -> Any:
+    """Call the student's function with ``args``, whose LAST item is the timestep ``t`` (the library's order,
+    e.g. ``add_noise(schedule, x0, noise, t)``), and name one slip: a def line that still takes ``t`` before
+    the schedule. When the call raises, or its answer is not ``expected``, the function is called once more
+    with the arguments in that old order (``args[i] for i in old_order``); if that gives ``expected``, the
+    error says to move ``t`` last (``signature`` is the def line to write). Otherwise the result (or the
+    error) of the first call is what the checker sees."""
+    first_error: ExerciseError | None = None
+    try:
+        got = call_student(name, fn, *args)
+    except ExerciseError as e:
+        first_error, got = e, None
+    want = _first_tensor(expected)
+    have = None if first_error else _first_tensor(got)
+    if have is not None and have.shape == want.shape and torch.allclose(have, want, atol=1e-5, rtol=1e-4):
+        return got
+    try:
+        again = fn(*(args[i].clone() if isinstance(args[i], torch.Tensor) else args[i] for i in old_order))
+    except Exception:  # noqa: BLE001 - the old order fails too: not this slip
+        again = None
+    swapped = None if again is None else _first_tensor(again)
+    if swapped is not None and swapped.shape == want.shape and torch.allclose(swapped, want, atol=1e-5, rtol=1e-4):
+        raise ExerciseError(
+            f"{name}: your function takes the timestep t before the schedule. The course follows ddpm_lib, where "
+            f"t comes LAST: write the def line as {signature}."
+        ) from None
+    if first_error is not None:
+        raise first_error
+    return got
+
+
 def check_tensor(name: str, got: Any, expected: torch.Tensor, *, atol: float = 1e-5, rtol: float = 1e-4, hint: str = "") -> None:
     """Raise ExerciseError unless ``got`` is a tensor of ``expected``'s shape with close values."""
     if not isinstance(got, torch.Tensor):

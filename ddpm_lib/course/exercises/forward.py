@@ -1,13 +1,15 @@
 """Checkers for notebook 01 (the forward process).
 
-- ``check_q_step(fn)``: ``fn(x_prev, t, noise, betas) -> x_t``, one step of the chain,
+- ``check_q_step(fn)``: ``fn(x_prev, noise, betas, t) -> x_t``, one step of the chain,
   x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) noise (Ho et al. 2020, eq. 2).
-- ``check_posterior(fn)``: ``fn(x0, x_t, t, betas) -> (mean, variance)`` of q(x_{t-1} | x_t, x_0)
+- ``check_posterior(fn)``: ``fn(x0, x_t, betas, t) -> (mean, variance)`` of q(x_{t-1} | x_t, x_0)
   (eqs. 6-7): mean = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t,
   variance = (1 - abar_{t-1}) / (1 - abar_t) beta_t, with abar_{t-1} = 1 at t = 0.
-- ``check_add_noise(fn)`` tests a student's ``fn(x0, noise, t, betas) -> x_t`` that samples
+- ``check_add_noise(fn)`` tests a student's ``fn(x0, noise, betas, t) -> x_t`` that samples
 q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I) (Ho et al. 2020, eq. 4), where
 alpha_bar_t = prod_{s <= t} (1 - beta_s) and ``t`` holds 0-based timesteps (index 0 = the paper's step 1).
+Every function takes ``t`` last, after the schedule, as :mod:`ddpm_lib.diffusion.forward` does
+(``add_noise(schedule, x0, noise, t)``).
 
 The reference below is written independently of :mod:`ddpm_lib.diffusion.forward`: a float64 loop over the
 samples, with alpha_bar computed as an explicit product. When the answer is wrong, the checker compares
@@ -22,7 +24,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ddpm_lib.course.exercises import ExerciseError, call_student, check_tensor, exercise, passed
+from ddpm_lib.course.exercises import (
+    ExerciseError,
+    call_student,
+    call_t_last,
+    check_tensor,
+    exercise,
+    passed,
+)
 
 __all__ = ["check_add_noise", "check_posterior", "check_q_step"]
 
@@ -47,7 +56,7 @@ def _per_sample(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, coefs) -
     return torch.stack(rows).to(x0.dtype)
 
 
-def reference_add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+def reference_add_noise(x0: torch.Tensor, noise: torch.Tensor, betas: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """The right answer: sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise, one sample at a time."""
 
     def coefs(ti):
@@ -168,11 +177,13 @@ def _broadcast_hint(msg: str) -> str:
 
 @exercise(reference=reference_add_noise, library=('ddpm_lib.diffusion.forward.add_noise',))
 def check_add_noise(fn: Callable) -> None:
-    """Check ``fn(x0, noise, t, betas)`` against q(x_t | x_0) (Ho et al. eq. 4) on several inputs."""
+    """Check ``fn(x0, noise, betas, t)`` against q(x_t | x_0) (Ho et al. eq. 4) on several inputs."""
     for desc, x0, noise, t, betas in _cases():
         x0_before, noise_before, t_before, betas_before = x0.clone(), noise.clone(), t.clone(), betas.clone()
         try:
-            got = call_student(NAME, fn, x0, noise, t, betas)
+            got = call_t_last(NAME, fn, (x0, noise, betas, t), old_order=(0, 1, 3, 2),
+                              expected=reference_add_noise(x0, noise, betas, t),
+                              signature="def add_noise_mine(x0, noise, betas, t)")
         except ExerciseError as e:
             raise ExerciseError(f"{e} (input: {desc}).{_broadcast_hint(str(e))}") from None
         if not (torch.equal(x0, x0_before) and torch.equal(noise, noise_before) and torch.equal(t, t_before)
@@ -181,9 +192,9 @@ def check_add_noise(fn: Callable) -> None:
                 f"{NAME}: your function changed its inputs in place (input: {desc}). Build a new tensor "
                 "instead of using +=, *= or .mul_()."
             )
-        expected = reference_add_noise(x0, noise, t, betas)
+        expected = reference_add_noise(x0, noise, betas, t)
         if isinstance(got, torch.Tensor) and got.shape == expected.shape and torch.isfinite(got).all():
-            again = call_student(NAME, fn, x0, noise, t, betas)
+            again = call_student(NAME, fn, x0, noise, betas, t)
             if isinstance(again, torch.Tensor) and not torch.allclose(got, again):
                 raise ExerciseError(
                     f"{NAME}: two calls with the same inputs gave different results. Use the `noise` argument; "
@@ -208,7 +219,7 @@ def check_add_noise(fn: Callable) -> None:
 # --- one step of the chain (eq. 2) ----------------------------------------------------------------
 
 
-def reference_q_step(x_prev: torch.Tensor, t: int, noise: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+def reference_q_step(x_prev: torch.Tensor, noise: torch.Tensor, betas: torch.Tensor, t: int) -> torch.Tensor:
     """x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) noise (eq. 2; 0-based int t), in float64, returned in x_prev's dtype."""
     b = float(betas[int(t)])
     return (math.sqrt(1.0 - b) * x_prev.double() + math.sqrt(b) * noise.double()).to(x_prev.dtype)
@@ -238,7 +249,7 @@ def _step_mistakes(x_prev, t, noise, betas):
 
 @exercise(reference=reference_q_step, library=('ddpm_lib.diffusion.forward.q_step',))
 def check_q_step(fn: Callable) -> None:
-    """Check ``fn(x_prev, t, noise, betas) -> x_t`` (eq. 2) for t = 0, a middle t and T - 1, on two schedules."""
+    """Check ``fn(x_prev, noise, betas, t) -> x_t`` (eq. 2) for t = 0, a middle t and T - 1, on two schedules."""
     name = "q_step"
     g = torch.Generator().manual_seed(11)
     short = 0.02 + 0.3 * torch.rand(12, generator=g, dtype=torch.float64)
@@ -249,13 +260,15 @@ def check_q_step(fn: Callable) -> None:
             x_prev = torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1
             noise = torch.randn(shape, generator=g, dtype=torch.float64)
             before = (x_prev.clone(), noise.clone(), betas.clone())
-            got = call_student(name, fn, x_prev, t, noise, betas)
+            got = call_t_last(name, fn, (x_prev, noise, betas, t), old_order=(0, 3, 1, 2),
+                              expected=reference_q_step(x_prev, noise, betas, t),
+                              signature="def q_step_mine(x_prev, noise, betas, t)")
             if not (torch.equal(x_prev, before[0]) and torch.equal(noise, before[1]) and torch.equal(betas, before[2])):
                 raise ExerciseError(f"{name}: your function changed its inputs in place ({desc}). Build a new tensor "
                                     "instead of using +=, *= or .mul_().")
             if isinstance(got, np.ndarray):
                 got = torch.from_numpy(got)
-            expected = reference_q_step(x_prev, t, noise, betas)
+            expected = reference_q_step(x_prev, noise, betas, t)
             if isinstance(got, torch.Tensor) and got.shape == expected.shape and torch.isfinite(got).all() and not (
                     torch.allclose(got.detach().double(), expected, atol=1e-9, rtol=1e-6)):
                 for hint, wrong in _step_mistakes(x_prev, t, noise, betas):
@@ -278,7 +291,7 @@ def _posterior_parts(betas: torch.Tensor, t: int, ab_prev: float | None = None):
             (1 - ab_prev) / (1 - ab_t) * b)
 
 
-def reference_posterior(x0: torch.Tensor, x_t: torch.Tensor, t: int, betas: torch.Tensor):
+def reference_posterior(x0: torch.Tensor, x_t: torch.Tensor, betas: torch.Tensor, t: int):
     """(mean, variance) of q(x_{t-1} | x_t, x_0), Ho et al. eqs. 6-7, 0-based int t (abar_{t-1} = 1 at t = 0).
 
     The mean has x0's shape and dtype; the variance is a Python float (the same for every pixel).
@@ -345,7 +358,7 @@ def _as_variance(name: str, var, mean_shape) -> float:
 
 @exercise(reference=reference_posterior, library=('ddpm_lib.diffusion.forward.q_posterior', 'ddpm_lib.diffusion.forward.posterior_coefficients'))
 def check_posterior(fn: Callable) -> None:
-    """Check ``fn(x0, x_t, t, betas) -> (mean, variance)`` (eqs. 6-7) for t = 0, small, middle and last t."""
+    """Check ``fn(x0, x_t, betas, t) -> (mean, variance)`` (eqs. 6-7) for t = 0, small, middle and last t."""
     name = "posterior"
     g = torch.Generator().manual_seed(12)
     short = 0.02 + 0.3 * torch.rand(12, generator=g, dtype=torch.float64)
@@ -355,14 +368,16 @@ def check_posterior(fn: Callable) -> None:
             desc = f"T={betas.shape[0]}, t={t}"
             x0 = torch.rand(3, 1, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
             x_t = torch.randn(3, 1, 4, 4, generator=g, dtype=torch.float64)
-            got = call_student(name, fn, x0.clone(), x_t.clone(), t, betas.clone())
+            got = call_t_last(name, fn, (x0.clone(), x_t.clone(), betas.clone(), t), old_order=(0, 1, 3, 2),
+                              expected=reference_posterior(x0, x_t, betas, t),
+                              signature="def posterior_mine(x0, x_t, betas, t)")
             if not isinstance(got, (tuple, list)) or len(got) != 2:
                 raise ExerciseError(f"{name}: return a pair (mean, variance), got {type(got).__name__}"
                                     + (f" of length {len(got)}" if isinstance(got, (tuple, list)) else "") + ".")
             mean, var = got
             if isinstance(mean, np.ndarray):
                 mean = torch.from_numpy(mean)
-            expected_mean, expected_var = reference_posterior(x0, x_t, t, betas)
+            expected_mean, expected_var = reference_posterior(x0, x_t, betas, t)
             if isinstance(mean, torch.Tensor) and mean.shape == expected_mean.shape and torch.isfinite(mean).all() and not (
                     torch.allclose(mean.detach().double(), expected_mean, atol=1e-8, rtol=1e-6)):
                 for hint, wrong in _posterior_mean_mistakes(x0, x_t, t, betas):

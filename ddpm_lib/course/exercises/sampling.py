@@ -1,7 +1,7 @@
 """Checkers for notebook 05 (sampling).
 
-- ``check_posterior_mean(fn)``: ``fn(x0, x_t, t, betas) -> mu-tilde_t`` (Ho et al. 2020, eq. 7).
-- ``check_ddpm_step(fn)``: ``fn(eps_hat, x_t, t, betas, z) -> x_{t-1}`` (eq. 11 plus sigma_t z, with
+- ``check_posterior_mean(fn)``: ``fn(x0, x_t, betas, t) -> mu-tilde_t`` (Ho et al. 2020, eq. 7).
+- ``check_ddpm_step(fn)``: ``fn(eps_hat, x_t, z, betas, t) -> x_{t-1}`` (eq. 11 plus sigma_t z, with
   sigma_t^2 = beta-tilde_t, and no noise at t = 0). Named mistakes: ``alpha_bars[t - 1]`` at t = 0 (the
   negative index), dividing by sqrt(abar_t) instead of sqrt(alpha_t), both sign errors, noise at t = 0,
   sigma_t^2 = beta_t, a missing square root, new noise drawn instead of ``z``.
@@ -9,7 +9,7 @@
   eq. 12 with eta = 0).
 - ``check_slerp(fn)``: ``fn(z0, z1, alpha) -> z`` spherical interpolation (Shoemake 1985).
 
-``t`` is a 0-based timestep (index 0 is the paper's step 1) and ``betas`` a 1-D tensor. The references
+``t`` is a 0-based timestep (index 0 is the paper's step 1), passed last as in the library, and ``betas`` a 1-D tensor. The references
 below are written out independently of :mod:`ddpm_lib.diffusion.samplers`, in float64 with explicit products.
 When an answer is wrong the checker compares it with the usual mistakes and names the one it matches.
 """
@@ -21,7 +21,14 @@ from collections.abc import Callable
 
 import torch
 
-from ddpm_lib.course.exercises import ExerciseError, call_student, check_tensor, exercise, passed
+from ddpm_lib.course.exercises import (
+    ExerciseError,
+    call_student,
+    call_t_last,
+    check_tensor,
+    exercise,
+    passed,
+)
 from ddpm_lib.course.exercises.forward import (
     _alpha_bar as _ab,  # prod_{s=0..t} (1 - beta_s), float64
 )
@@ -47,9 +54,9 @@ def _match_mistakes(name: str, got, expected, mistakes) -> None:
 # --- posterior mean -----------------------------------------------------------------------------
 
 
-def reference_posterior_mean(x0, x_t, t: int, betas) -> torch.Tensor:
+def reference_posterior_mean(x0, x_t, betas, t: int) -> torch.Tensor:
     """mu-tilde_t of eq. 7: the mean half of notebook 01's posterior reference."""
-    return reference_posterior(x0, x_t, t, betas)[0]
+    return reference_posterior(x0, x_t, betas, t)[0]
 
 
 @exercise(reference=reference_posterior_mean, library=('ddpm_lib.diffusion.forward.q_posterior', 'ddpm_lib.diffusion.forward.posterior_coefficients'))
@@ -60,8 +67,8 @@ def check_posterior_mean(fn: Callable) -> None:
     for t in (0, 1, 17, 49):
         x0 = torch.rand(3, 1, 4, 4, generator=g) * 2 - 1
         x_t = torch.randn(3, 1, 4, 4, generator=g)
-        got = call_student(name, fn, x0.clone(), x_t.clone(), t, betas.clone())
-        expected = reference_posterior_mean(x0, x_t, t, betas)
+        got = call_student(name, fn, x0.clone(), x_t.clone(), betas.clone(), t)
+        expected = reference_posterior_mean(x0, x_t, betas, t)
         b, ab_t, ab_prev = float(betas[t]), _ab(betas, t), _ab(betas, t - 1)
         ab_last = _ab(betas, len(betas) - 1)  # what alpha_bars[t - 1] gives at t = 0: the LAST entry
         mistakes = [
@@ -88,7 +95,7 @@ def check_posterior_mean(fn: Callable) -> None:
 # --- one DDPM step --------------------------------------------------------------------------------
 
 
-def reference_ddpm_step(eps_hat, x_t, t: int, betas, z) -> torch.Tensor:
+def reference_ddpm_step(eps_hat, x_t, z, betas, t: int) -> torch.Tensor:
     b = float(betas[t])
     ab_t, ab_prev = _ab(betas, t), _ab(betas, t - 1)
     mean = (x_t.double() - b / math.sqrt(1 - ab_t) * eps_hat.double()) / math.sqrt(1 - b)
@@ -107,13 +114,15 @@ def check_ddpm_step(fn: Callable) -> None:
         eps_hat = torch.randn(4, 2, generator=g)
         x_t = torch.randn(4, 2, generator=g)
         z = torch.randn(4, 2, generator=g)
-        got = call_student(name, fn, eps_hat.clone(), x_t.clone(), t, betas.clone(), z.clone())
-        again = call_student(name, fn, eps_hat.clone(), x_t.clone(), t, betas.clone(), z.clone())
+        got = call_t_last(name, fn, (eps_hat.clone(), x_t.clone(), z.clone(), betas.clone(), t), old_order=(0, 1, 4, 3, 2),
+                          expected=reference_ddpm_step(eps_hat, x_t, z, betas, t),
+                          signature="def ddpm_step_mine(eps_hat, x_t, z, betas, t)")
+        again = call_student(name, fn, eps_hat.clone(), x_t.clone(), z.clone(), betas.clone(), t)
         if isinstance(got, torch.Tensor) and isinstance(again, torch.Tensor) and got.shape == again.shape \
                 and not torch.equal(got, again):
             raise ExerciseError(f"{name}: two calls with the same inputs gave different results (t = {t}). Use the "
                                 "noise `z` that is passed in; don't draw new noise inside the step.")
-        expected = reference_ddpm_step(eps_hat, x_t, t, betas, z)
+        expected = reference_ddpm_step(eps_hat, x_t, z, betas, t)
         b, ab_t, ab_prev = float(betas[t]), _ab(betas, t), _ab(betas, t - 1)
         mean = (x_t - b / math.sqrt(1 - ab_t) * eps_hat) / math.sqrt(1 - b)
         noise_term = expected - mean  # sigma_t z (0 at t = 0)

@@ -1,6 +1,6 @@
 """Checkers for notebook 04 (training).
 
-- ``check_diffusion_loss(fn)``: ``fn(model, x0, t, noise, alpha_bars) -> scalar tensor``, the simple loss of
+- ``check_diffusion_loss(fn)``: ``fn(model, x0, noise, alpha_bars, t) -> scalar tensor`` (``t`` last, as in the library), the simple loss of
   Ho et al. 2020 (Algorithm 1, eq. 14): build x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, ask the
   model for eps-hat = model(x_t, t), return the mean of (noise - eps-hat)^2. Named slips: a missing square
   root (on the noise term, on x0, or both), alpha_t instead of alpha_bar_t, ``alpha_bars[t - 1]`` (wrapping
@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ddpm_lib.course.exercises import ExerciseError, call_student, exercise, passed
+from ddpm_lib.course.exercises import ExerciseError, call_student, call_t_last, exercise, passed
 
 __all__ = ["check_diffusion_loss", "check_ema_update", "check_ema_warmup", "check_train_step"]
 
@@ -109,8 +109,8 @@ def _loss_variants(model, x0, noise, t, alpha_bars):
     del T
 
 
-def reference_diffusion_loss(model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
-                             alpha_bars: torch.Tensor) -> torch.Tensor:
+def reference_diffusion_loss(model, x0: torch.Tensor, noise: torch.Tensor, alpha_bars: torch.Tensor,
+                             t: torch.Tensor) -> torch.Tensor:
     """mean((noise - model(x_t, t))^2) with x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise (Ho et al. eq. 14)."""
     ab = alpha_bars.to(x0.device)[t.to(x0.device)].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
@@ -132,7 +132,9 @@ def reference_ema_warmup(num_updates: int, decay: float) -> float:
 def _call_loss(name: str, fn: Callable, model, x0, t, noise, alpha_bars):
     """Call the student's loss; a broadcasting error from per-image coefficients of shape (B,) gets a named hint."""
     try:
-        return call_student(name, fn, model, x0.clone(), t.clone(), noise.clone(), alpha_bars.clone())
+        return call_t_last(name, fn, (model, x0.clone(), noise.clone(), alpha_bars.clone(), t.clone()),
+                           old_order=(0, 1, 4, 2, 3), expected=reference_diffusion_loss(model, x0, noise, alpha_bars, t),
+                           signature="def diffusion_loss_mine(model, x0, noise, alpha_bars, t)")
     except ExerciseError as e:
         cause = e.__cause__
         if isinstance(cause, RuntimeError) and "must match the size of tensor" in str(cause):
@@ -147,7 +149,7 @@ def _call_loss(name: str, fn: Callable, model, x0, t, noise, alpha_bars):
 
 @exercise(reference=reference_diffusion_loss, library=('ddpm_lib.diffusion.losses.training_loss',))
 def check_diffusion_loss(fn: Callable) -> None:
-    """Check ``fn(model, x0, t, noise, alpha_bars)`` returns the simple DDPM loss as a scalar tensor with gradients."""
+    """Check ``fn(model, x0, noise, alpha_bars, t)`` returns the simple DDPM loss as a scalar tensor with gradients."""
     name = "diffusion loss"
     for seed in (0, 1):
         x0, noise, t, alpha_bars = _probe_inputs(seed)
