@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ddpm_lib.course.exercises import ExerciseError
-from ddpm_lib.course.exercises.sampling import check_ddpm_step, check_posterior_mean
+from ddpm_lib.course.exercises.sampling import check_ddpm_step
 
 
 def _tables(betas):
@@ -69,21 +69,6 @@ def noise_at_last_step(eps_hat, x_t, z, betas, t):
 def test_noise_on_the_last_step():
     with pytest.raises(ExerciseError, match="add no noise"):
         check_ddpm_step(noise_at_last_step)
-
-
-def posterior_mean(x0, x_t, betas, t, negative_index=False):
-    b, ab = _tables(betas)
-    ab_prev = ab[t - 1] if (t > 0 or negative_index) else torch.tensor(1.0, dtype=torch.float64)
-    c0 = ab_prev.sqrt() * b[t] / (1 - ab[t])
-    ct = (1 - b[t]).sqrt() * (1 - ab_prev) / (1 - ab[t])
-    return (c0 * x0.double() + ct * x_t.double()).float()
-
-
-def test_posterior_mean_negative_index_at_t0(capsys):
-    assert check_posterior_mean(posterior_mean) is posterior_mean
-    assert "Correct" in capsys.readouterr().out
-    with pytest.raises(ExerciseError, match="negative index"):
-        check_posterior_mean(lambda x0, x_t, betas, t: posterior_mean(x0, x_t, betas, t, negative_index=True))
 
 
 def test_the_old_argument_order_is_named():

@@ -9,27 +9,12 @@ from ddpm_lib.course.exercises import ExerciseError
 from ddpm_lib.course.exercises.sampling import (
     check_ddim_step,
     check_ddpm_step,
-    check_posterior_mean,
     check_slerp,
 )
 
 
 def _ab(betas, t):
     return torch.cumprod(1 - betas.double(), 0)[t].item() if t >= 0 else 1.0
-
-
-def posterior_mean_right(x0, x_t, betas, t):
-    b, ab_t, ab_prev = betas[t].item(), _ab(betas, t), _ab(betas, t - 1)
-    return math.sqrt(ab_prev) * b / (1 - ab_t) * x0 + math.sqrt(1 - b) * (1 - ab_prev) / (1 - ab_t) * x_t
-
-
-def posterior_mean_swapped(x0, x_t, betas, t):
-    return posterior_mean_right(x_t, x0, betas, t)
-
-
-def posterior_mean_ab_t(x0, x_t, betas, t):
-    b, ab_t = betas[t].item(), _ab(betas, t)
-    return math.sqrt(ab_t) * b / (1 - ab_t) * x0 + math.sqrt(1 - b) * x_t
 
 
 def ddpm_step_right(eps_hat, x_t, z, betas, t):
@@ -68,8 +53,6 @@ def not_written(*args):
 
 
 @pytest.mark.parametrize("checker, right, wrong, hint", [
-    (check_posterior_mean, posterior_mean_right, posterior_mean_swapped, "swapped"),
-    (check_posterior_mean, posterior_mean_right, posterior_mean_ab_t, "t-1"),
     (check_ddpm_step, ddpm_step_right, ddpm_step_large_variance, r"not sqrt\(beta_t\)"),
     (check_ddim_step, ddim_step_right, ddim_step_wrong_direction, "previous"),
     (check_slerp, slerp_right, lerp, "linear interpolation"),

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ddpm_lib.course import sandbox
-from ddpm_lib.course import grade
+from ddpm_lib.course import grade, sandbox
 
 NB = "00_x.ipynb"
 EXERCISES = ["ema_warmup", "cfg_mix"]

@@ -1,6 +1,5 @@
 """Checkers for notebook 05 (sampling).
 
-- ``check_posterior_mean(fn)``: ``fn(x0, x_t, betas, t) -> mu-tilde_t`` (Ho et al. 2020, eq. 7).
 - ``check_ddpm_step(fn)``: ``fn(eps_hat, x_t, z, betas, t) -> x_{t-1}`` (eq. 11 plus sigma_t z, with
   sigma_t^2 = beta-tilde_t, and no noise at t = 0). Named mistakes: ``alpha_bars[t - 1]`` at t = 0 (the
   negative index), dividing by sqrt(abar_t) instead of sqrt(alpha_t), both sign errors, noise at t = 0,
@@ -32,9 +31,8 @@ from ddpm_lib.course.exercises import (
 from ddpm_lib.course.exercises.forward import (
     _alpha_bar as _ab,  # prod_{s=0..t} (1 - beta_s), float64
 )
-from ddpm_lib.course.exercises.forward import reference_posterior
 
-__all__ = ["check_posterior_mean", "check_ddpm_step", "check_ddim_step", "check_ddim_sigma", "check_slerp"]
+__all__ = ["check_ddpm_step", "check_ddim_step", "check_ddim_sigma", "check_slerp"]
 
 
 def _betas(T: int = 50) -> torch.Tensor:
@@ -49,47 +47,6 @@ def _match_mistakes(name: str, got, expected, mistakes) -> None:
                 wrong.double(), expected.double(), atol=1e-5, rtol=1e-4
             ):
                 raise ExerciseError(f"{name}: not quite. {hint}")
-
-
-# --- posterior mean -----------------------------------------------------------------------------
-
-
-def reference_posterior_mean(x0, x_t, betas, t: int) -> torch.Tensor:
-    """mu-tilde_t of eq. 7: the mean half of notebook 01's posterior reference."""
-    return reference_posterior(x0, x_t, betas, t)[0]
-
-
-@exercise(reference=reference_posterior_mean, library=('ddpm_lib.diffusion.forward.q_posterior', 'ddpm_lib.diffusion.forward.posterior_coefficients'))
-def check_posterior_mean(fn: Callable) -> None:
-    name = "posterior_mean"
-    betas = _betas()
-    g = torch.Generator().manual_seed(5)
-    for t in (0, 1, 17, 49):
-        x0 = torch.rand(3, 1, 4, 4, generator=g) * 2 - 1
-        x_t = torch.randn(3, 1, 4, 4, generator=g)
-        got = call_student(name, fn, x0.clone(), x_t.clone(), betas.clone(), t)
-        expected = reference_posterior_mean(x0, x_t, betas, t)
-        b, ab_t, ab_prev = float(betas[t]), _ab(betas, t), _ab(betas, t - 1)
-        ab_last = _ab(betas, len(betas) - 1)  # what alpha_bars[t - 1] gives at t = 0: the LAST entry
-        mistakes = [
-            ("At t = 0, alpha_bars[t - 1] is alpha_bars[-1]: Python's negative index picks the LAST entry. Use "
-             "abar_{-1} = 1 there (`alpha_bars[t - 1] if t > 0 else 1.0`).",
-             (math.sqrt(ab_last) * b / (1 - ab_t)) * x0 + (math.sqrt(1 - b) * (1 - ab_last) / (1 - ab_t)) * x_t
-             if t == 0 else x0 * float("nan")),
-            ("The x_0 and x_t weights look swapped: x_0 gets sqrt(abar_{t-1}) beta_t / (1 - abar_t), "
-             "x_t gets sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t).",
-             (math.sqrt(1 - b) * (1 - ab_prev) / (1 - ab_t)) * x0 + (math.sqrt(ab_prev) * b / (1 - ab_t)) * x_t),
-            ("Use alpha-bar at t-1 (the product up to t-1; 1 when t = 0) in the numerators, not at t.",
-             (math.sqrt(ab_t) * b / (1 - ab_t)) * x0 + (math.sqrt(1 - b) * (1 - ab_t) / (1 - ab_t)) * x_t),
-            ("Take square roots: sqrt(abar_{t-1}) for x_0 and sqrt(alpha_t) for x_t.",
-             (ab_prev * b / (1 - ab_t)) * x0 + ((1 - b) * (1 - ab_prev) / (1 - ab_t)) * x_t),
-            ("alpha-bar is a cumulative product of (1 - beta_s) for s = 0..t (0-based), one factor too many or too few?",
-             (math.sqrt(_ab(betas, t - 2)) * b / (1 - ab_prev)) * x0
-             + (math.sqrt(1 - b) * (1 - _ab(betas, t - 2)) / (1 - ab_prev)) * x_t if t >= 1 else x0 * float("nan")),
-        ]
-        _match_mistakes(name, got, expected, mistakes)
-        check_tensor(name, got, expected, hint="mu-tilde_t = sqrt(abar_{t-1}) beta_t/(1-abar_t) x_0 + sqrt(alpha_t)(1-abar_{t-1})/(1-abar_t) x_t (eq. 7).")
-    passed(name, "That is eq. 7 of Ho et al.: the mean of q(x_{t-1} | x_t, x_0).")
 
 
 # --- one DDPM step --------------------------------------------------------------------------------
