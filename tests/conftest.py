@@ -1,5 +1,6 @@
 """Fixtures shared by several test files."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,3 +35,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def squares_npy(tmp_path):
+    """``make(n)``: a ``.npy`` file of n 16x16 uint8 images, each a white 6x6 square at a seeded place (a tiny
+    data set the ``npy`` loader reads); returns its path."""
+    def make(n: int = 16):
+        rng = np.random.default_rng(0)
+        imgs = np.zeros((n, 16, 16), np.uint8)
+        for i in range(n):
+            r, c = rng.integers(0, 10, 2)
+            imgs[i, r:r + 6, c:c + 6] = 255
+        path = tmp_path / "squares.npy"
+        np.save(path, imgs)
+        return path
+
+    return make

@@ -5,18 +5,11 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-
 from ddpm_lib.training.monitor import read_metrics
 
 
-def test_two_process_gloo_run(tmp_path):
-    rng = np.random.default_rng(0)
-    imgs = np.zeros((64, 16, 16), np.uint8)
-    for i in range(64):
-        r, c = rng.integers(0, 10, 2)
-        imgs[i, r:r + 6, c:c + 6] = 255
-    np.save(tmp_path / "squares.npy", imgs)
+def test_two_process_gloo_run(tmp_path, squares_npy):
+    squares_npy(64)
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DDPM_FAST": "1", "DDPM_DEVICE": "cpu"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

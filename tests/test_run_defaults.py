@@ -7,22 +7,10 @@ import importlib
 import os
 import stat
 
-import numpy as np
 import pytest
 import torch
 
 from ddpm_lib.cli import main
-
-
-def squares(path):
-    rng = np.random.default_rng(0)
-    imgs = np.zeros((16, 16, 16), np.uint8)
-    for i in range(16):
-        r, c = rng.integers(0, 10, 2)
-        imgs[i, r:r + 6, c:c + 6] = 255
-    np.save(path, imgs)
-    return path
-
 
 TINY = ["--preset", "tiny", "--dataset", "npy", "--unet", '{"image_size": 16}', "--steps", "2", "--batch-size", "8",
         "--num-timesteps", "50", "--warmup-steps", "1", "--log-every", "1", "--progress", "false", "--device", "cpu"]
@@ -41,12 +29,13 @@ def umask():
     os.umask(old)
 
 
-def test_train_without_out_writes_into_the_runs_folder_not_the_current_one(tmp_path, env, monkeypatch, capsys, one_thread):
+def test_train_without_out_writes_into_the_runs_folder_not_the_current_one(tmp_path, env, monkeypatch, capsys, one_thread,
+                                                                          squares_npy):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     s = env(DDPM_RUNS_DIR=tmp_path / "runs", DDPM_DEVICE="cpu")
-    data = squares(tmp_path / "squares.npy")
+    data = squares_npy()
     assert main(["train", *TINY, "--data-root", str(data)]) == 0, capsys.readouterr().err
     assert (s.runs_dir / "default" / "final.pt").is_file()
     assert list(cwd.iterdir()) == []  # nothing in the folder the command ran from
@@ -54,10 +43,11 @@ def test_train_without_out_writes_into_the_runs_folder_not_the_current_one(tmp_p
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
-def test_checkpoints_and_config_get_the_mode_the_umask_gives_every_other_file(tmp_path, capsys, umask, mask, one_thread):
+def test_checkpoints_and_config_get_the_mode_the_umask_gives_every_other_file(tmp_path, capsys, umask, mask, one_thread,
+                                                                              squares_npy):
     umask(mask)
     run = tmp_path / "run"
-    data = squares(tmp_path / "squares.npy")
+    data = squares_npy()
     assert main(["train", *TINY, "--data-root", str(data), "--out", str(run), "--tensorboard", "false"]) == 0, \
         capsys.readouterr().err
     (tmp_path / "plain.txt").write_text("x")  # what open() gives under this umask: the reference
