@@ -137,7 +137,8 @@ def run_train(args: argparse.Namespace) -> int:
     finally:
         dist_utils.cleanup(trainer.dist)
     if trainer.dist.is_main:
-        print(f"done: {result['step']} steps ({result['stopped']}), smoothed loss {result['smoothed_loss']:.4f}; "
+        print(f"done: {result['step']} steps ({result['stopped']}) in {result['seconds'] / 60:.1f} min, smoothed loss "
+              f"{result['smoothed_loss']:.4f}; "
               f"checkpoints and metrics.csv in {trainer.run.path}")
     return 0
 

@@ -1,10 +1,11 @@
 """One place for the course's switches: the mode, where data and runs live, the device, seeding.
 
-Every notebook and script reads its sizes from here instead of hard-coding numbers twice::
+Every notebook reads its mode-dependent sizes from here instead of hard-coding numbers twice; the sizes of a
+training run (T, batch, data, UNet, steps) belong to the mode's recipe (:mod:`ddpm_lib.training.recipes`)::
 
     from ddpm_lib.settings import settings, seed_everything
-    batch = settings.pick(full=128, fast=16, cpu=64)
-    recipe = settings.recipe("fashion_mnist")     # "fashion_mnist_cpu" in cpu mode (ddpm_lib.training.recipes)
+    n_show = settings.pick(full=64, fast=16, cpu=32)  # a number the notebook itself needs
+    recipe = settings.recipe("fashion_mnist")     # "fashion_mnist_cpu" in cpu mode; TrainConfig.from_recipe(recipe)
 
 Three modes (``settings.mode``):
 
@@ -117,21 +118,19 @@ def best_device() -> torch.device:
 
 @dataclass(frozen=True)
 class Settings:
-    """The course-wide switches, and the sizes that depend on the mode.
+    """The course-wide switches, and the display sizes that depend on the mode.
 
     The size fields hold the value for the current mode; ``pick(full, fast, cpu)`` does the same for
-    any number a notebook needs that is not listed here.
+    any number a notebook needs that is not listed here. Training sizes are not here: the recipe named by
+    :meth:`recipe` owns them.
     """
 
     mode: str  # "fast", "cpu" or "gpu"
     data_dir: Path
     runs_dir: Path
     device: torch.device
-    # sizes that FAST mode shrinks (value for the current mode)
-    num_timesteps: int  # diffusion steps T
-    batch_size: int
-    max_train_images: int | None  # None = the whole dataset
-    unet_preset: str  # the Fashion-MNIST model
+    # display sizes that FAST mode shrinks (value for the current mode); training sizes (T, batch, data, UNet)
+    # belong to the mode's recipe: ``TrainConfig.from_recipe(settings.recipe("fashion_mnist"))``
     sample_steps: int  # DDIM steps for quick sample grids
     num_samples: int  # images in a sample grid
 
@@ -187,10 +186,6 @@ def load_settings() -> Settings:
         data_dir=data_dir,
         runs_dir=runs_dir,
         device=device,
-        num_timesteps=pick(1000, 100),
-        batch_size=pick(128, 16, cpu=64),
-        max_train_images=pick(None, 512),
-        unet_preset=pick("fashion_mnist", "tiny", cpu="fashion_mnist_cpu"),
         sample_steps=pick(50, 10),
         num_samples=pick(64, 16),
     )

@@ -62,6 +62,22 @@ def test_cli_evaluate_and_guided_sample_end_to_end(tmp_path, fast_settings, caps
     assert m["fid"] > 0 and 1.0 <= m["is"] <= 10.0
     assert report["seconds"]["total"] >= report["seconds"]["sampling"] > 0
     assert report["comparable_to_published"] is False
+    # the floor: the same metrics for as many real training images, so no FID stands without what real images score
+    floor = report["floor"]
+    assert floor["num"] == 8 and "training images" in floor["what"] and "floor" in printed
+    assert 0 <= floor["fid"] < m["fid"]  # real images beat a 1-step model's noise
+    # the classifier's verdict on the requested classes, recomputed here from the same noise and labels i % 10
+    from ddpm_lib.diffusion.samplers import sample_batched
+    from ddpm_lib.evaluation.classifier import load_classifier
+
+    model, schedule, _, _ = load_model(ckpt, device="cpu")
+    wanted = torch.arange(8) % 10
+    fake = sample_batched(model, schedule, 8, (3, 16, 16), batch_size=8, labels=wanted, sampler="ddim", num_steps=2,
+                          guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        named = load_classifier(clf_path).logits(fake).argmax(1)
+    assert m["class_accuracy"] == pytest.approx((named == wanted).double().mean().item())
+    assert "requested class" in printed
     # the extractor is checked before any sampling: a missing Inception file fails at once, in one line
     rc = cli_main(["evaluate", "--ckpt", str(ckpt), "--num", "2", "--features", "inception",
                    "--inception-weights", str(tmp_path / "no.pth")])

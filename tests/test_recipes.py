@@ -134,7 +134,7 @@ def test_bf16_cpu_step_matches_fp32(one_thread):
     assert cos > 0.99, cos
 
 
-TRAINING_SIZES = ("steps", "warmup_steps", "batch_size", "max_items")
+TRAINING_SIZES = ("steps", "warmup_steps", "batch_size", "max_items", "num_timesteps", "preset")
 
 
 def _config_calls(source: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -73,10 +74,19 @@ def test_device_override(env, monkeypatch):
 
 
 def test_fast_sizes_are_smaller(env):
+    """Fast mode shrinks the display sizes here, and the training sizes through its recipe (which owns them:
+    Settings holds none of T, batch, data size or UNet)."""
+    from ddpm_lib.training.config import TrainConfig
+
     full, fast = env(DDPM_MODE="cpu", DDPM_DEVICE="cpu"), env(DDPM_MODE="fast", DDPM_DEVICE="cpu")
-    for field in ("num_timesteps", "batch_size", "sample_steps", "num_samples"):
+    for field in ("sample_steps", "num_samples"):
         assert getattr(fast, field) < getattr(full, field), field
-    assert full.max_train_images is None and fast.max_train_images > 0
+    assert not {"num_timesteps", "batch_size", "max_train_images", "unet_preset"} & {f.name for f in dataclasses.fields(full)}
+    for dataset in ("fashion_mnist", "cifar10"):
+        cpu_cfg, fast_cfg = (TrainConfig.from_recipe(s.recipe(dataset)) for s in (full, fast))
+        for field in ("num_timesteps", "batch_size", "steps"):
+            assert getattr(fast_cfg, field) < getattr(cpu_cfg, field), (dataset, field)
+        assert cpu_cfg.max_items is None and fast_cfg.max_items == 512
 
 
 def test_data_dir_and_runs_dir_overrides(env, tmp_path):

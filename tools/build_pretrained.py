@@ -102,6 +102,40 @@ def _grids(name: str, model, schedule, cfg, sample_cfg: dict, seed: int) -> list
     return written
 
 
+def measure_quality(path: Path, dataset: str, sample_cfg: dict, num: int, seed: int, guidance: float | None) -> dict:
+    """FID / KID of ``num`` samples of the shipped file ``path`` on the shipped classifier, next to the floor (as many
+    real training images measured the same way) and, for a class-conditional model, how often the classifier names
+    the requested class."""
+    report = evaluate(path, num=num, sampler=sample_cfg["sampler"], steps=sample_cfg["steps"], guidance=guidance,
+                      seed=seed, device="cpu", batch=256, classifier=classifier_path(dataset))
+    m, floor = report["metrics"], report["floor"] or {}
+    return {"features": "classifier", "num_samples": num, "reference": report["reference"], "guidance": guidance,
+            "classifier_test_accuracy": report["extractor"]["test_accuracy"],
+            **{k: m[k] for k in ("fid", "kid", "kid_std")},
+            "class_accuracy": m.get("class_accuracy"),
+            "floor_fid": floor.get("fid"), "floor_kid": floor.get("kid"), "floor_num": floor.get("num"),
+            "date": datetime.date.today().isoformat()}
+
+
+def measure_all(path: Path, dataset: str, sample_cfg: dict, num: int, seed: int, conditional: bool) -> dict:
+    """``quality`` at the recipe's sampler settings; for a class-conditional model also ``quality_unguided`` (w = 0)."""
+    guidance = sample_cfg.get("guidance") if conditional else None
+    out = {"quality": measure_quality(path, dataset, sample_cfg, num, seed, guidance)}
+    if conditional:
+        out["quality_unguided"] = measure_quality(path, dataset, sample_cfg, num, seed, 0.0)
+    return out
+
+
+def requality(name: str, num: int, seed: int) -> dict:
+    """Measure the shipped file ``NAME.pt`` again (FID, floor, class accuracy) and record it, without re-exporting."""
+    entry = dict(registry()[name])
+    model, _, cfg, _ = load_model(HERE / entry["file"], device="cpu")
+    entry.update(measure_all(HERE / entry["file"], cfg.dataset, dict(entry["sample"]), num, seed,
+                             getattr(model, "null_class", None) is not None))
+    _record(registry, "registry.json", name, entry)
+    return entry
+
+
 def build(name: str, run: Path, ckpt: str, recipe: str, command: str, machine: str, note: str, num: int,
           seed: int) -> dict:
     out = HERE / f"{name}.pt"
@@ -109,9 +143,7 @@ def build(name: str, run: Path, ckpt: str, recipe: str, command: str, machine: s
     out.chmod(0o644)  # package data: readable by everyone who installs it
     model, schedule, cfg, _ = load_model(out, device="cpu")
     sample_cfg = dict(get_recipe(recipe).sample)
-    guidance = sample_cfg.get("guidance") if getattr(model, "null_class", None) is not None else None
-    report = evaluate(out, num=num, sampler=sample_cfg["sampler"], steps=sample_cfg["steps"], guidance=guidance,
-                      seed=seed, device="cpu", batch=256, classifier=classifier_path(cfg.dataset)) if num else None
+    conditional = getattr(model, "null_class", None) is not None
     real = load_dataset(cfg.dataset, train=False, image_size=model.config.image_size, root=cfg.data_root)
     xr = torch.stack([real[i][0] for i in range(min(len(real), 2000))])
     payload = torch.load(out, weights_only=True)
@@ -133,10 +165,7 @@ def build(name: str, run: Path, ckpt: str, recipe: str, command: str, machine: s
         "python": platform.python_version(),
         "date": datetime.date.today().isoformat(),
         "sample": sample_cfg,
-        "quality": None if report is None else {
-            "features": "classifier", "num_samples": num, "reference": report["reference"],
-            "classifier_test_accuracy": report["extractor"]["test_accuracy"],
-            **{k: report["metrics"][k] for k in ("fid", "kid", "kid_std")}},
+        **(measure_all(out, cfg.dataset, sample_cfg, num, seed, conditional) if num else {"quality": None}),
         "data_stats": image_stats(xr),
         "tolerance": TOLERANCE,
         "grids": _grids(name, model, schedule, cfg, sample_cfg, seed),
@@ -198,10 +227,12 @@ def model_card(reg: dict, classifiers: dict) -> str:
         ("command", lambda e: f"`{e['command']}`"),
         ("torch, date", lambda e: f"{e['torch']}, {e['date']}"),
         ("sampler", lambda e: ", ".join(f"{k} {v}" for k, v in e["sample"].items())),
-        ("FID (classifier features)", lambda e: "not measured" if not e["quality"] else
-         f"{e['quality']['fid']:.2f} ({e['quality']['num_samples']} samples vs {e['quality']['reference']}; "
-         f"classifier test accuracy {e['quality']['classifier_test_accuracy']:.3f})"),
+        ("FID (classifier features)", lambda e: _fid_cell(e["quality"])),
         ("KID", lambda e: "not measured" if not e["quality"] else f"{e['quality']['kid']:.4f} ± {e['quality']['kid_std']:.4f}"),
+        ("unguided (w = 0): FID", lambda e: _fid_cell(e["quality_unguided"]) if e.get("quality_unguided") else "-"),
+        ("classifier names the requested class", lambda e: "-" if not (e["quality"] or {}).get("class_accuracy") else
+         f"{e['quality']['class_accuracy']:.1%} at guidance {e['quality']['guidance']:g}" + (
+             f", {e['quality_unguided']['class_accuracy']:.1%} at w = 0" if e.get("quality_unguided") else "")),
         ("real test images: mean / std / background / neighbour corr.",
          lambda e: " / ".join(f"{e['data_stats'][k]:.3f}" for k in ("mean", "std", "background_fraction",
                                                                      "neighbour_correlation"))),
@@ -233,6 +264,16 @@ def model_card(reg: dict, classifiers: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fid_cell(q: dict | None) -> str:
+    """FID with its floor: the same metric for as many real training images (what a perfect model would score)."""
+    if not q:
+        return "not measured"
+    floor = (f"**floor {q['floor_fid']:.2f}** ({q['floor_num']} real training images, same classifier and reference)"
+             if q.get("floor_fid") is not None else "floor not measured")
+    return (f"{q['fid']:.2f}; {floor}; {q['num_samples']} samples vs {q['reference']}, classifier test accuracy "
+            f"{q['classifier_test_accuracy']:.3f}" + (f", measured {q['date']}" if q.get("date") else ""))
+
+
 def _table(entries: dict, rows: list) -> list[str]:
     """A markdown table with one column per entry and one row per ``(label, entry -> text)``."""
     lines = ["| | " + " | ".join(entries) + " |", "|---|" + "---|" * len(entries)]
@@ -246,12 +287,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ckpt", default="final.pt", help="checkpoint in the run folder (default final.pt)")
     p.add_argument("--recipe", help="the ddpm_lib.training.recipes recipe the run followed (required without --classifier)")
     p.add_argument("--classifier", type=Path, help="ship this feature-classifier file for dataset NAME instead of a model")
-    p.add_argument("--command", required=True, help="the exact command that trained the run (for the card)")
-    p.add_argument("--machine", required=True, help="what it was trained on (for the card)")
+    p.add_argument("--command", help="the exact command that trained the run (for the card; required to ship)")
+    p.add_argument("--machine", help="what it was trained on (for the card; required to ship)")
     p.add_argument("--note", default="", help="what the card must say about data and compute")
     p.add_argument("--num", type=int, default=1000, help="samples for the FID/KID (default 1000; 0: skip the evaluation)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--requality", action="store_true", help="measure the shipped NAME.pt again (FID with its floor, "
+                   "class accuracy, w = 0 for conditional models) and regenerate the card; nothing is re-exported")
     a = p.parse_args(argv)
+    if a.requality:
+        entry = requality(a.name, a.num, a.seed)
+        print(json.dumps({k: entry.get(k) for k in ("quality", "quality_unguided")}, indent=2))
+        return 0
+    if not a.command or not a.machine:
+        p.error("--command and --machine are required to ship a model or a classifier (the card records them)")
     if a.classifier is not None:
         entry = ship_classifier(a.name, a.classifier, a.command, a.machine, a.note)
         print(json.dumps({k: entry[k] for k in ("file", "sha256", "steps", "test_accuracy")}, indent=2))

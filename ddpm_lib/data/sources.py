@@ -5,8 +5,8 @@ Every dataset yields ``(image, label)`` with ``image`` a float tensor of shape `
 linearly to [-1, 1]") and ``label`` a Python int::
 
     from ddpm_lib.data.sources import load_dataset, make_dataloader
-    ds = load_dataset("fashion_mnist", max_items=settings.max_train_images)   # 1 x 32 x 32
-    loader = make_dataloader(ds, batch_size=settings.batch_size)
+    ds = load_dataset("fashion_mnist", max_items=512)   # 1 x 32 x 32
+    loader = make_dataloader(ds, batch_size=64)
 
 This module finds (and downloads) the files; :mod:`ddpm_lib.data.image_datasets` turns them into tensors,
 and :mod:`ddpm_lib.data.standins` writes the FAST-mode stand-ins.

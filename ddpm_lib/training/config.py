@@ -71,6 +71,7 @@ class TrainConfig:
     min_snr_gamma: float | None = None
     # optimisation
     steps: int = 10_000
+    minutes: float | None = None
     batch_size: int = 128
     grad_accum: int = 1
     lr: float = 2e-4
@@ -144,6 +145,8 @@ class TrainConfig:
         for name in ("warmup_steps", "log_every", "sample_every", "checkpoint_every", "num_workers", "seed"):
             if getattr(self, name) < 0:
                 bad(name, "must be >= 0 (0 switches a periodic action off).")
+        if self.minutes is not None and not self.minutes > 0:
+            bad("minutes", "the time budget must be a positive number of minutes, e.g. 8, or none for no budget.")
         if not self.lr > 0 or not math.isfinite(self.lr):
             bad("lr", "the learning rate must be a positive number, e.g. 2e-4.")
         if self.weight_decay < 0:
@@ -370,6 +373,8 @@ FIELD_HELP: dict[str, str] = {
     "min_snr_gamma": "Min-SNR loss weighting with this gamma (Hang et al. 2023 use 5); none: unweighted",
     # optimisation
     "steps": "optimizer steps in the whole run",
+    "minutes": "time budget: stop when this many minutes of the run (start-up included) are spent, or at steps, "
+               "whichever comes first; the cosine decay follows the clock so it ends when the budget does (none: steps only)",
     "batch_size": "images per optimizer step (all GPUs and accumulation steps together)",
     "grad_accum": "micro-batches accumulated per optimizer step (batch_size must divide by it)",
     "lr": "peak learning rate of AdamW (after the warm-up)",

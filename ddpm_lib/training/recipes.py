@@ -52,10 +52,10 @@ RECIPES: dict[str, Recipe] = {
     for r in (
         _recipe(
             "fashion_mnist_fast",
-            "CI smoke test: the tiny UNet for 60 steps on 512 images (checks code, not images).",
+            "CI smoke test: the tiny UNet, T = 100, for 60 steps on 512 images (checks code, not images).",
             "seconds on any CPU",
             _FMNIST_SAMPLE,
-            dataset="fashion_mnist", max_items=512, preset="tiny", steps=60, batch_size=16, lr=1e-3,
+            dataset="fashion_mnist", max_items=512, preset="tiny", num_timesteps=100, steps=60, batch_size=16, lr=1e-3,
             warmup_steps=10, ema_decay=0.99, checkpoint_every=0, log_every=10,
         ),
         _recipe(
@@ -80,10 +80,10 @@ RECIPES: dict[str, Recipe] = {
         ),
         _recipe(
             "cifar10_fast",
-            "CI smoke test: a tiny class-conditional 3-channel UNet for 60 steps on 512 images.",
+            "CI smoke test: a tiny class-conditional 3-channel UNet, T = 100, for 60 steps on 512 images.",
             "seconds on any CPU",
             _CIFAR_SAMPLE,
-            dataset="cifar10", max_items=512, preset="tiny", unet={"in_channels": 3}, class_conditional=True,
+            dataset="cifar10", max_items=512, preset="tiny", unet={"in_channels": 3}, num_timesteps=100, class_conditional=True,
             label_dropout=0.1, hflip=True, steps=60, batch_size=16, lr=1e-3, warmup_steps=10, ema_decay=0.99,
             checkpoint_every=0, log_every=10,
         ),

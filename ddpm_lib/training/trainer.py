@@ -92,6 +92,9 @@ class Trainer:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
 
+        self._clock = time.perf_counter()  # the time budget (config.minutes) counts from here: start-up included
+        self._seconds_before = 0.0  # seconds spent by earlier sessions of a resumed run
+        self._excluded = 0.0  # seconds callbacks asked to leave out (evaluation probes: exclude_time)
         if config.out_dir is None:  # the same default folders as the data and the classifier, never the cwd
             config = dataclasses.replace(config, out_dir=str(default_out_dir()))
         self.config = cfg = config.validate()
@@ -118,7 +121,7 @@ class Trainer:
         self.ema = EMA(self.raw_model, decay=cfg.ema_decay, warmup=cfg.ema_warmup)
         self.optimizer = torch.optim.AdamW(self.raw_model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, cfg.lr_decay, cfg.min_lr_ratio))
+            self.optimizer, lambda s: lr_factor(s, cfg.warmup_steps, self.planned_steps(s), cfg.lr_decay, cfg.min_lr_ratio))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.model = self.raw_model
         if self.dist.enabled:
@@ -130,8 +133,33 @@ class Trainer:
         self.progress = {"smoothed": 0.0, "smoothed_n": 0, "best_loss": math.inf, "es_best": math.inf, "es_best_step": 0}
         self._ema_model = None
 
+    # ---- the time budget (config.minutes) ---------------------------------------------------------------------
+    def seconds_spent(self) -> float:
+        """Wall time this run has spent, over all its sessions, from the Trainer's creation (start-up included),
+        less the time callbacks excluded."""
+        return self._seconds_before + time.perf_counter() - self._clock - self._excluded
+
+    def exclude_time(self, seconds: float) -> None:
+        """Leave ``seconds`` (just spent by a callback on something that is not training, such as an evaluation
+        probe) out of :meth:`seconds_spent`, so that it neither uses up the time budget nor shifts the lr decay."""
+        self._excluded += seconds
+
+    def planned_steps(self, step: int) -> int:
+        """The step at which the run is expected to end: ``config.steps``, or, with a time budget, the step count
+        the clock predicts (``step`` / fraction of the budget spent, at most ``config.steps``), so that the
+        cosine decay follows the steps this machine actually manages and ends when the budget does."""
+        cfg = self.config
+        if cfg.minutes is None or step == 0:
+            return cfg.steps
+        spent = self.seconds_spent() / (60.0 * cfg.minutes)
+        return max(step, min(cfg.steps, math.ceil(step / max(spent, 1e-9) - 1e-6)))  # - 1e-6: float noise
+
+    def budget_spent(self) -> bool:
+        return self.config.minutes is not None and self.seconds_spent() >= 60.0 * self.config.minutes
+
     # ---- checkpoints (format: ddpm_lib.training.checkpoint; folder rules: ddpm_lib.training.runs) ----------------------------------------
     def state_payload(self) -> dict:
+        self.progress["seconds_spent"] = self.seconds_spent()
         return checkpoint.training_payload(
             step=self.step, model=self.raw_model, ema=self.ema, optimizer=self.optimizer, lr_scheduler=self.lr_scheduler,
             scaler=self.scaler, device=self.device, epoch=self.batches.epoch, batch_in_epoch=self.batches.batch_in_epoch,
@@ -151,6 +179,7 @@ class Trainer:
         if not main:  # other processes: a fresh, rank- and step-dependent noise stream
             torch.manual_seed(self.config.seed + 100_003 * self.dist.rank + state["step"])
         self.step, self.progress = state["step"], state["progress"]
+        self._seconds_before, self._clock, self._excluded = self.progress.get("seconds_spent", 0.0), time.perf_counter(), 0.0
         self.batches.epoch, self.batches.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
         if self.dist.is_main:
             truncate_metrics(self.run.path, self.step)
@@ -214,7 +243,7 @@ class Trainer:
         return loss_value, grad_norm
 
     def fit(self, max_steps: int | None = None) -> dict:
-        """Train until ``config.steps`` (or early stopping); returns a summary dict.
+        """Train until ``config.steps``, the time budget ``config.minutes`` or early stopping; returns a summary dict.
 
         ``max_steps`` stops after that many steps in total (as if interrupted: ``latest.pt`` is written,
         ``final.pt`` is not). SIGINT/SIGTERM save ``latest.pt`` and raise :class:`TrainingInterrupted`.
@@ -236,7 +265,8 @@ class Trainer:
                     self.save("latest")
             elif self.stop_reason != "max_steps":
                 self.save("final")
-            summary = {"step": self.step, "stopped": self.stop_reason, "smoothed_loss": self.smoothed_loss,
+            summary = {"step": self.step, "stopped": self.stop_reason, "seconds": self.seconds_spent(),
+                       "smoothed_loss": self.smoothed_loss,
                        "best_loss": self.progress["best_loss"], "run_dir": str(self.run.path)}
             if self.dist.enabled:
                 summary["rank_weight_hashes"] = dist_utils.rank_weight_hashes(self.raw_model, self.dist, self.run.path)
@@ -266,6 +296,8 @@ class Trainer:
                 losses.append(loss)
                 for cb in self.callbacks:
                     cb.on_step_end(self, loss)
+                if self.stop_reason is None and self.budget_spent():
+                    self.stop_reason = "time_budget"
                 last = self.step == self.end_step or self.stop_reason is not None
                 if (cfg.log_every and self.step % cfg.log_every == 0) or last:
                     now = time.perf_counter()
