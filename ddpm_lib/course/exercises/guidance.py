@@ -136,7 +136,7 @@ def check_drop_labels(fn: Callable) -> None:
         if not torch.equal(got.long(), want):
             raise ExerciseError(f"{name}: with p = {p_edge} {'no label may change' if p_edge == 0 else 'every label must become the null class'}"
                                 f" ({int((got.long() != want).sum())} of {n} are wrong). Drop where torch.rand(...) < p.")
-    passed(name, f"about {p:.0%} of the labels became the null class ({rate:.1%} of {n}).")
+    passed(name, f"in the checker's own test with p = {p}, {rate:.1%} of {n} labels became the null class (expected {p:.0%}).")
 
 
 # --- the guided prediction of a conditional model ----------------------------------------------------
