@@ -198,6 +198,7 @@ def ship_classifier(dataset: str, src: Path, command: str, machine: str, note: s
 def _record(reader, file_name: str, key: str, entry: dict) -> None:
     """Set ``key`` to ``entry`` in the registry file that ``reader`` reads (keeping the other entries), then
     regenerate the card from both registries."""
+    reader.cache_clear()  # the file as it is now: another build may have recorded its entry since this one started
     reg = dict(reader())
     reg[key] = entry
     atomic_write(HERE / file_name, json.dumps(reg, indent=2) + "\n")
