@@ -11,8 +11,19 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
 
+# torch's wheels: PyPI's by default (on Linux the CUDA build: .venv is about 6 GB, 3.2 GB of it NVIDIA libraries).
+# TORCH_INDEX=cpu installs torch's CPU build from torch's own index first (no CUDA libraries), checks that
+# torchvision works with it, and falls back to PyPI's when the index is unreachable or the pair does not work.
+TORCH_INDEX ?= pypi
+TORCH_CPU_URL := https://download.pytorch.org/whl/cpu
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if [ "$(TORCH_INDEX)" = cpu ] && ! $(PY) -c "import torch, torchvision" 2>/dev/null; then \
+	  $(PY) -m pip install --timeout 15 --retries 1 torch torchvision --index-url $(TORCH_CPU_URL) \
+	  && $(PY) -c "import torch, torchvision; torchvision.ops.nms(torch.zeros(1, 4), torch.zeros(1), 0.5)" 2>/dev/null \
+	  || { echo "make: no working CPU build of torch + torchvision from $(TORCH_CPU_URL): installing PyPI's instead"; \
+	       $(PY) -m pip uninstall -y -q torch torchvision 2>/dev/null; true; }; fi
 	$(PY) -m pip install -e ".[dev]"
 	@touch $(STAMP)
 
