@@ -179,15 +179,20 @@ def training_payload(*, step: int, model: nn.Module, ema, optimizer, lr_schedule
 RESUME_KEYS = ("model", "ema", "optimizer", "lr_scheduler", "rng", "data", "trainer", "step")
 
 
-def restore_training_state(payload: dict, *, model: nn.Module, ema, optimizer, lr_scheduler, scaler,
-                           device: torch.device, restore_rng: bool = True, source: str = "checkpoint") -> dict:
-    """Put a :func:`training_payload` back into the training objects; returns ``{step, epoch, batch_in_epoch,
-    progress}``. A slim checkpoint (no optimizer state) is refused: it cannot continue a run."""
+def check_resumable(payload: dict, source: str = "checkpoint") -> None:
+    """Refuse a payload that cannot continue a run: another format, or a slim checkpoint (no optimizer state)."""
     _check_training_format(payload, source)
     missing = [k for k in RESUME_KEYS if k not in payload]
     if missing:
         raise RunError(f"{source} cannot be resumed from: it lacks {', '.join(missing)} (a slim or foreign "
                        "checkpoint holds weights for sampling only); start a new run (overwrite=True).")
+
+
+def restore_training_state(payload: dict, *, model: nn.Module, ema, optimizer, lr_scheduler, scaler,
+                           device: torch.device, restore_rng: bool = True, source: str = "checkpoint") -> dict:
+    """Put a :func:`training_payload` back into the training objects; returns ``{step, epoch, batch_in_epoch,
+    progress}``. A slim checkpoint (no optimizer state) is refused: it cannot continue a run."""
+    check_resumable(payload, source)
     saved_cfg, current = payload.get("model_config"), model_config_dict(model)
     if saved_cfg is not None and current is not None:
         check_config_matches(saved_cfg, current)
