@@ -4,13 +4,15 @@
     python -m ddpm_lib train --preset fashion_mnist --dataset fashion_mnist --out runs/fmnist \\
         --steps 20000 --checkpoint-every 1000 [--any-trainconfig-field value ...] [--resume]
     python -m ddpm_lib sample --ckpt runs/fmnist/final.pt --num 64 --sampler ddim --steps 50 \\
-        --out grid.png [--out-dir pngs/] [--class 3] [--guidance 2.0] [--seed 0]
+        --out grid.png [--out-dir pngs/] [--class 3] [--guidance 2.0] [--seed 0] [--overwrite]
     torchrun --nproc_per_node 4 -m ddpm_lib train ...        # several GPUs (see ddpm_lib.training.distributed)
 
 Every :class:`~ddpm_lib.training.config.TrainConfig` field is an option (``--batch-size 64`` or
 ``--batch_size 64``; ``--unet '{"dropout": 0.0}'`` for a dict; ``none`` for an optional value; a bare
 ``--resume`` means true). Data come from ``DDPM_DATA_DIR``. Bad arguments print ONE line and exit
-with status 2; a non-finite loss or a full disk exit with status 1 (one line naming the last good
+with status 2 (so does an output path that holds something the command did not write: a checkpoint, a
+notebook, a folder that is not a run; ``--overwrite`` allows it, see :func:`ddpm_lib.files.check_output_file`);
+a non-finite loss or a full disk exit with status 1 (one line naming the last good
 checkpoint); Ctrl-C (SIGINT) or SIGTERM save ``latest.pt`` at the current step and exit with 130 / 143.
 """
 
@@ -226,7 +228,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def _holds_only_sample_pngs(folder: Path, grid: Path) -> bool:
     """True when ``folder`` holds only what ``sample`` writes there: ``00000.png``-style PNGs (and the --out grid)."""
-    return all(p.is_file() and is_png(p) and (re.fullmatch(r"\d{5}\.png", p.name) or p.resolve() == grid.resolve())
+    return all(p.is_file() and is_png(p) and (re.fullmatch(r"\d{5,}\.png", p.name) or p.resolve() == grid.resolve())
                for p in folder.iterdir())
 
 

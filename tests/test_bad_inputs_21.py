@@ -1,6 +1,7 @@
 """The rest of issue 21's list of silent-wrong results, unclear messages and tracebacks: each case is now a
 one-line error naming the field or file and the fix (exit status 2, no traceback, nothing changed), or, for
-the two that are not errors, a warning (``evaluate --num 3``) or a correct result (16-bit TIFFs).
+the two that are not errors, a warning (``evaluate --num 3``) or a correct result (16-bit TIFFs). A checkpoint
+changed after its run saved it is refused (the run's checksums.json); an untouched copy is not.
 
 One finished 4-step run on a tiny ``.npy`` data set is shared (module fixture); the cases that depend on
 the environment read at import (``DDPM_MODE``, ``DDPM_DEVICE``, ``DDPM_DATA_DIR``) run a real process.
@@ -74,6 +75,11 @@ def world(tmp_path_factory):
         shutil.copy(done / name, w / "trunc_run" / name)
     full = (done / "latest.pt").read_bytes()
     (w / "trunc_run" / "latest.pt").write_bytes(full[: len(full) // 3])
+    shutil.copytree(done, w / "tampered_run")  # final.pt edited after the run saved it: still a valid checkpoint
+    payload = torch.load(done / "final.pt", weights_only=True)
+    k = next(iter(payload["ema"]["shadow"]))
+    payload["ema"]["shadow"][k] = payload["ema"]["shadow"][k] + 1.0
+    torch.save(payload, w / "tampered_run" / "final.pt")
     (w / "slim_run").mkdir()
     export_slim(done / "final.pt", w / "slim_run" / "latest.pt")
     cifar = w / "cifar_missing_truck" / "cifar10"
@@ -120,6 +126,8 @@ CASES = [
                                                   str(w / "cifar_missing_truck"), "--out", str(w / "new_run"),
                                                   "--steps", "1", "--device", "cpu", "--progress", "false"],
      ["cifar_missing_truck/cifar10", "train/ lacks the class folder(s) truck"]),
+    ("tampered-checkpoint", lambda w: [*S(w)[:1], "--ckpt", str(w / "tampered_run" / "final.pt"), *S(w)[3:]],
+     ["tampered_run/final.pt", "does not match any SHA-256", "checksums.json"]),
     ("sample-num-too-large", lambda w: S(w, "--num", "1000000000"), ["--num 1000000000", "GiB", "or fewer"]),
 ]
 
@@ -221,3 +229,18 @@ def test_16_bit_tiffs_load_at_their_brightness(tmp_path):
     expected = torch.from_numpy((ramp / 257).astype(np.float32)) / 127.5 - 1  # 8-bit value k -> k / 127.5 - 1
     assert torch.allclose(x[0], expected, atol=1e-6)
     assert abs(float(x.mean())) < 0.01  # a ramp over the whole range has mean 0 in [-1, 1], not near 1 (white)
+
+
+def test_an_untouched_checkpoint_of_the_run_loads_and_copies_of_each_other_too(world, capsys):
+    """The integrity check accepts every checkpoint as the run saved it, and final.pt copied over latest.pt
+    (the advice for a lost or truncated latest.pt)."""
+    from ddpm_lib.training.checkpoint import load_checkpoint
+
+    run = world / "copy_run"
+    if not run.exists():
+        shutil.copytree(world / "done", run)
+    assert json.loads((run / "checksums.json").read_text()).keys() == {"latest.pt", "best.pt", "final.pt"}
+    for name in ("latest.pt", "best.pt", "final.pt"):
+        assert load_checkpoint(run / name)["step"] >= 1
+    shutil.copy(run / "best.pt", run / "latest.pt")
+    assert load_checkpoint(run / "latest.pt")["step"] == load_checkpoint(run / "best.pt")["step"]

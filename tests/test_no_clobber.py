@@ -1,6 +1,6 @@
 """No command destroys a file it did not write (issue 21): the no-clobber rule of ddpm_lib.files for every
 command with an output path: ``train --out``, ``train --config`` reuse, ``sample --out / --out-dir``,
-``evaluate --out``, ``grade --out`` and ``student OUT_DIR``.
+``evaluate --out``, ``grade --out``, ``student OUT_DIR`` and the feature classifier's ``train --out``.
 
 Each refusal: exit status 2, one line on stderr naming the path and the flag that allows it, no traceback,
 and every file of the test's folder byte-identical afterwards (SHA-256 before and after). Each allowed case
@@ -20,6 +20,7 @@ import torch
 
 from ddpm_lib.cli import main
 from ddpm_lib.course import grade, student
+from ddpm_lib.evaluation import classifier
 from ddpm_lib.evaluation.classifier import FeatureClassifier, save_classifier
 from ddpm_lib.files import ClobberError, check_output_file, is_png
 
@@ -86,6 +87,12 @@ def run_grade(argv, capsys):
     return rc, out, err
 
 
+def run_classifier(argv, capsys):
+    rc = classifier.main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
 def run_student(argv, capsys):
     rc = student.main(argv)
     out, err = capsys.readouterr()
@@ -121,6 +128,9 @@ REFUSED = [
     ("grade-out-notebook", run_grade, lambda w: [str(w / "sub"), "--out", str(w / "mine.ipynb")],
      ["mine.ipynb", "a Jupyter notebook", "--overwrite"]),
     ("grade-out-empty", run_grade, lambda w: [str(w / "sub"), "--out", ""], ["--out", "empty"]),
+    ("classifier-out-checkpoint", run_classifier,
+     lambda w: ["train", "--dataset", "fashion_mnist", "--out", str(w / "run" / "final.pt")],
+     ["final.pt", "a PyTorch checkpoint", "not a feature classifier", "--overwrite"]),
     ("student-into-sources", run_student, lambda w: [str(NOTEBOOKS), str(NOTEBOOKS)], ["source folder"]),
     ("student-over-worked-notebook", run_student,
      lambda w: [str(NOTEBOOKS / "00_welcome.ipynb"), str(w / "worked")], ["00_welcome.ipynb", "--overwrite"]),
@@ -256,6 +266,13 @@ def test_allowed_student_replaces_its_own_copy_and_a_worked_one_with_the_flag(wo
     rc, _, err = run_student([src, str(world / "worked"), "--overwrite"], capsys)
     assert rc == 0, err
     assert student.is_student_copy(world / "worked" / "00_welcome.ipynb")
+
+
+def test_allowed_classifier_out_that_is_a_classifier(world):
+    """The feature classifier's train --out may replace a classifier file (its own output), nothing else."""
+    assert classifier.is_classifier_file(world / "clf.pt")
+    assert not classifier.is_classifier_file(world / "run" / "final.pt")
+    assert check_output_file(world / "clf.pt", option="--out", kind="x", is_own=classifier.is_classifier_file)
 
 
 def test_the_rule_itself():

@@ -7,6 +7,7 @@ A run folder (``TrainConfig.out_dir``) holds::
     final.pt      written when a run finishes (all steps, or early stopping)
     metrics.csv   one row per logged step (ddpm_lib.training.monitor)
     config.json   the TrainConfig of the run
+    checksums.json  the SHA-256 of every checkpoint saved (checked when one is loaded)
     samples/      sample grids;  tb/  TensorBoard logs
     .lock         held by the trainer writing into the folder (its pid inside)
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -37,10 +39,12 @@ from ddpm_lib.files import (
     remove_stale_temp_files,
 )
 from ddpm_lib.training.checkpoint import (
+    CHECKSUMS_NAME,
     RunError,
+    checkpoint_bytes,
     load_checkpoint,
+    record_digest,
     resume_conflicts,
-    save_checkpoint,
 )
 from ddpm_lib.training.config import TrainConfig
 
@@ -210,7 +214,7 @@ class RunFolder:
         - ``resume`` and ``latest.pt`` exists: resume from it.
         - ``resume``, no ``latest.pt`` but ``final.pt``/``best.pt``: refused (they would be overwritten).
         - a fresh start in a folder holding checkpoints: refused unless ``overwrite`` (which deletes the
-          run's checkpoints and ``metrics.csv``).
+          run's checkpoints, ``metrics.csv`` and ``checksums.json``).
         - a folder that holds other files and no run (:meth:`holds_a_run`), or a file: refused before
           anything is written there, unless ``overwrite`` (:func:`ddpm_lib.files.check_output_dir`).
         Temporary files of interrupted saves are removed.
@@ -239,7 +243,7 @@ class RunFolder:
             )
         if resume:
             print(f"resume=True but {self.path} holds no checkpoint yet: starting a new run.")
-        for p in (*[self.checkpoint(n) for n in CHECKPOINT_NAMES], self.metrics):
+        for p in (*[self.checkpoint(n) for n in CHECKPOINT_NAMES], self.metrics, self.path / CHECKSUMS_NAME):
             p.unlink(missing_ok=True)
         return None
 
@@ -283,7 +287,12 @@ class RunFolder:
         """Write ``<name>.pt`` atomically. Disk full: :class:`NoSpaceError` naming the last good checkpoint."""
         path = self.checkpoint(name)
         try:
-            return save_checkpoint(path, payload)
+            data = checkpoint_bytes(payload)
+            digest = hashlib.sha256(data).hexdigest()
+            record_digest(self.path, path.name, digest, keep_previous=True)  # checked by load_checkpoint
+            atomic_write(path, data)
+            record_digest(self.path, path.name, digest, keep_previous=False)
+            return path
         except NoSpaceError:
             good = path if path.is_file() else self.last_good_checkpoint()
             detail = f"the last good checkpoint {good} is intact" if good else "no checkpoint had been saved yet"
