@@ -11,7 +11,9 @@ import argparse
 import importlib
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -29,16 +31,33 @@ class SettingsError(ValueError):
     :func:`start` can name it: one line, exit status 2."""
 
 
-def start(prog: str, module: str, argv: list[str] | None = None) -> int:
-    """Import ``module`` and run its ``main(argv)``: the entry point of ``python -m ddpm_lib``. A bad ``DDPM_*``
-    variable (:class:`SettingsError`, raised while the settings are imported) is one line with exit status 2,
-    and Ctrl-C while starting (importing, loading data) one line with 130, never a traceback."""
+def start(prog: str, module: str, argv: list[str] | None = None, deferred: list | None = None) -> int:
+    """Import ``module`` and run its ``main(argv)``: the entry point of ``python -m ddpm_lib``.
+
+    Ctrl-C while importing is remembered (in ``deferred``, which the caller's SIGINT handler fills while it
+    imports this module; here, while ``module`` is imported) and acted on once the imports are done: one line,
+    exit status 130. So is Ctrl-C later that no command handled. A bad ``DDPM_*`` variable
+    (:class:`SettingsError`, raised while the settings are imported) is one line with exit status 2.
+    """
+    deferred = [] if deferred is None else deferred
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGINT, lambda signum, frame: deferred.append(signum))
     try:
-        return importlib.import_module(module).main(argv)
+        main = importlib.import_module(module).main
     except SettingsError as e:
         return fail(f"{prog}: error: {e}", 2)
     except KeyboardInterrupt:
+        deferred.append(signal.SIGINT)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    if deferred:
         return fail(f"{prog}: interrupted (Ctrl-C) while starting; nothing was written.", 130)
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        return fail(f"{prog}: interrupted (Ctrl-C).", 130)
 
 
 class OneLineParser(argparse.ArgumentParser):

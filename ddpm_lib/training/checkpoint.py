@@ -227,7 +227,8 @@ def check_resumable(payload: dict, source: str = "checkpoint") -> None:
     missing = [k for k in RESUME_KEYS if k not in payload]
     if missing:
         raise RunError(f"{source} cannot be resumed from: it lacks {', '.join(missing)} (a slim or foreign "
-                       "checkpoint holds weights for sampling only); start a new run (overwrite=True).")
+                       "checkpoint holds weights for sampling only); start a new run in another out_dir (--out), "
+                       "or with overwrite=True (--overwrite), which deletes it.")
 
 
 def restore_training_state(payload: dict, *, model: nn.Module, ema, optimizer, lr_scheduler, scaler,
