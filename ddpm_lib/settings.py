@@ -225,7 +225,23 @@ def _read_mode(device: torch.device) -> str:
     return mode
 
 
-settings: Settings = load_settings()
+def _load_at_import() -> Settings:
+    """:func:`load_settings` for the module's ``settings``. When a ``python -m ddpm_lib...`` command is running, a bad
+    ``DDPM_*`` variable is one line on stderr and exit status 2 (the command-line contract; it is found while
+    the command's imports run, before any ``main`` could catch it); imported anywhere else it raises
+    :class:`SettingsError`."""
+    try:
+        return load_settings()
+    except SettingsError as e:
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        command = (getattr(spec, "name", None) or "").removesuffix(".__main__")
+        if command.split(".")[0] == "ddpm_lib":
+            sys.stderr.write(f"python -m {command}: error: {e}\n")
+            raise SystemExit(2) from None
+        raise
+
+
+settings: Settings = _load_at_import()
 
 
 def reload_settings() -> Settings:

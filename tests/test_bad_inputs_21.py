@@ -170,6 +170,25 @@ def test_bad_environment_variable_is_one_line_in_a_real_process(world, variable,
     assert not (world / "env.png").exists()
 
 
+@pytest.mark.parametrize("module", ["ddpm_lib.course.grade", "ddpm_lib.evaluation.evaluate", "ddpm_lib.data.sources",
+                                    "ddpm_lib.evaluation.classifier"])
+def test_every_entry_point_gives_one_line_for_a_bad_environment_variable(module):
+    """The other ``python -m ddpm_lib...`` commands read the settings while importing too: the same one line."""
+    env = {"OMP_NUM_THREADS": "1", "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "DDPM_MODE": "turbo"}
+    p = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.startswith(f"python -m {module}: error: DDPM_MODE='turbo'"), p.stderr
+
+
+def test_importing_the_settings_with_a_bad_variable_raises(monkeypatch):
+    """Outside a ddpm_lib command (a notebook, a script) a bad variable is an exception naming it, not an exit."""
+    from ddpm_lib.settings import load_settings
+
+    monkeypatch.setenv("DDPM_MODE", "turbo")
+    with pytest.raises(SettingsError, match="DDPM_MODE='turbo'"):
+        load_settings()
+
+
 def test_ddpm_device_index_beyond_the_gpus_is_named(monkeypatch):
     """On a machine with one GPU, DDPM_DEVICE=cuda:7 names the devices there are (the check of best_device)."""
     monkeypatch.setenv("DDPM_DEVICE", "cuda:7")
