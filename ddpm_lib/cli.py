@@ -4,13 +4,15 @@
     python -m ddpm_lib train --preset fashion_mnist --dataset fashion_mnist --out runs/fmnist \\
         --steps 20000 --checkpoint-every 1000 [--any-trainconfig-field value ...] [--resume]
     python -m ddpm_lib sample --ckpt runs/fmnist/final.pt --num 64 --sampler ddim --steps 50 \\
-        --out grid.png [--out-dir pngs/] [--class 3] [--guidance 2.0] [--seed 0]
+        --out grid.png [--out-dir pngs/] [--class 3] [--guidance 2.0] [--seed 0] [--overwrite]
     torchrun --nproc_per_node 4 -m ddpm_lib train ...        # several GPUs (see ddpm_lib.training.distributed)
 
 Every :class:`~ddpm_lib.training.config.TrainConfig` field is an option (``--batch-size 64`` or
 ``--batch_size 64``; ``--unet '{"dropout": 0.0}'`` for a dict; ``none`` for an optional value; a bare
 ``--resume`` means true). Data come from ``DDPM_DATA_DIR``. Bad arguments print ONE line and exit
-with status 2; a non-finite loss or a full disk exit with status 1 (one line naming the last good
+with status 2 (so does an output path that holds something the command did not write: a checkpoint, a
+notebook, a folder that is not a run; ``--overwrite`` allows it, see :func:`ddpm_lib.files.check_output_file`);
+a non-finite loss or a full disk exit with status 1 (one line naming the last good
 checkpoint); Ctrl-C (SIGINT) or SIGTERM save ``latest.pt`` at the current step and exit with 130 / 143.
 """
 
@@ -21,6 +23,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -31,17 +34,18 @@ from ddpm_lib.command_line import (
     OneLineParser,
     add_sampling_options,
     check_device,
+    check_sample_memory,
     fail,
     finite_float,
     run_guarded,
 )
 from ddpm_lib.diffusion.samplers import SAMPLER_NAMES, sample_batched
 from ddpm_lib.evaluation import evaluate
-from ddpm_lib.files import NoSpaceError
+from ddpm_lib.files import NoSpaceError, check_output_dir, check_output_file, is_png
 from ddpm_lib.loading import load_model
 from ddpm_lib.settings import seed_everything
 from ddpm_lib.training import distributed as dist_utils
-from ddpm_lib.training.config import FIELD_HELP, TrainConfig, parse_field_value
+from ddpm_lib.training.config import FIELD_HELP, START_ACTIONS, TrainConfig, parse_field_value
 from ddpm_lib.training.recipes import get_recipe, recipes_table
 from ddpm_lib.training.runs import RunFolder
 from ddpm_lib.training.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
@@ -97,6 +101,9 @@ def build_train_config(args: argparse.Namespace):
         if not isinstance(loaded, dict):
             raise CLIError(f"--config: {path} holds a JSON {type(loaded).__name__}, not an object of TrainConfig fields "
                            "(e.g. a run's config.json)")
+        for key in START_ACTIONS:  # how an earlier command started, not the run's settings: never repeated
+            if loaded.pop(key, False) is True:
+                print(f"--config: ignoring \"{key}\": true stored in {path} (pass --{key} yourself if you mean it)")
         values.update(loaded)
     for name in (f.name for f in dataclasses.fields(TrainConfig)):
         if hasattr(args, name):
@@ -119,6 +126,8 @@ def run_train(args: argparse.Namespace) -> int:
         trainer = Trainer(cfg)
     except (ValueError, FileNotFoundError) as e:  # includes DatasetNotFoundError, CheckpointMismatchError
         raise CLIError(str(e)) from None
+    except KeyboardInterrupt:  # Ctrl-C while the data load and the model is built: nothing was written yet
+        return fail(f"{PROG} train: interrupted (Ctrl-C) while starting; nothing was written to {cfg.out_dir or 'the run folder'}.", 130)
     try:
         result = trainer.fit()
     except (ValueError, FileNotFoundError) as e:  # RunError (resume refused, folder locked), data errors
@@ -157,6 +166,8 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square)")
     p.add_argument("--class", dest="class_label", type=int, default=None,
                    help="class label for a class-conditional model (default: all classes in turn)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an --out file that is not a PNG, or write into an --out-dir holding other files")
     p.set_defaults(func=run_sample)
     return p
 
@@ -173,6 +184,14 @@ def run_sample(args: argparse.Namespace) -> int:
         raise CLIError(f"--nrow must be >= 1, got {args.nrow}")
     if args.device is not None:
         check_device(args.device)
+    out = check_output_file(args.out, option="--out", kind="a PNG grid", is_own=is_png, overwrite=args.overwrite)
+    out_dir = None
+    if args.out_dir is not None:
+        out_dir = check_output_dir(args.out_dir, option="--out-dir", kind="the PNG files of an earlier sample --out-dir",
+                                   is_own=lambda d: _holds_only_sample_pngs(d, out), overwrite=args.overwrite)
+        for p in (out_dir.iterdir() if out_dir.is_dir() else ()):  # even with --overwrite: never a file that is not a PNG
+            if re.fullmatch(r"\d{5,}\.png", p.name) and int(p.stem) < args.num:
+                check_output_file(p, option="--out-dir", kind="a PNG", is_own=is_png)
     try:
         model, schedule, cfg, _ = load_model(args.ckpt, use_ema=not args.no_ema, device=args.device)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
@@ -189,22 +208,29 @@ def run_sample(args: argparse.Namespace) -> int:
     if null is not None:
         labels = torch.full((args.num,), args.class_label) if args.class_label is not None else torch.arange(args.num) % null
     c, s = model.config.in_channels, model.config.image_size
+    check_sample_memory(args.num, (c, s, s))
     x = sample_batched(model, schedule, args.num, (c, s, s), batch_size=args.batch, labels=labels,
                        generator=torch.Generator().manual_seed(args.seed), sampler=args.sampler,
                        num_steps=None if args.steps == 0 else args.steps, eta=args.eta,
                        guidance_scale=1.0 if args.guidance is None else args.guidance,
                        prediction_type=cfg.prediction_type, progress=True)
     nrow = args.nrow or int(math.ceil(math.sqrt(args.num)))
-    path = save_grid(x, args.out, nrow=nrow)
+    path = save_grid(x, out, nrow=nrow)
     print(f"wrote {args.num} samples to {path}")
-    if args.out_dir:
-        d = Path(args.out_dir)
+    if out_dir is not None:
+        d = out_dir
         d.mkdir(parents=True, exist_ok=True)
         u8 = to_uint8(x).permute(0, 2, 3, 1).numpy()
         for i, im in enumerate(u8):
             Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im).save(d / f"{i:05d}.png")
         print(f"and {len(u8)} PNG files to {d}")
     return 0
+
+
+def _holds_only_sample_pngs(folder: Path, grid: Path) -> bool:
+    """True when ``folder`` holds only what ``sample`` writes there: ``00000.png``-style PNGs (and the --out grid)."""
+    return all(p.is_file() and is_png(p) and (re.fullmatch(r"\d{5,}\.png", p.name) or p.resolve() == grid.resolve())
+               for p in folder.iterdir())
 
 
 # ---------------------------------------------------------------------------------------------------

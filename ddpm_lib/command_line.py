@@ -1,21 +1,63 @@
 """The command-line plumbing every ``python -m ddpm_lib...`` entry point shares: one-line errors (exit 2,
 no traceback), number and device checks, and the options ``sample`` and ``evaluate`` both take.
 
-A bottom-layer utility: it imports nothing from ddpm_lib (the sampler names are passed in).
+A bottom-layer utility: it imports only :mod:`ddpm_lib.files` (for its refusal, :class:`~ddpm_lib.files.ClobberError`;
+the sampler names are passed in).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 import torch
 
+from ddpm_lib.files import ClobberError
 
-class CLIError(Exception):
+
+class CLIError(ValueError):
     """A user error: printed as one line, exit status 2."""
+
+
+class SettingsError(ValueError):
+    """An environment variable of :mod:`ddpm_lib.settings` (``DDPM_MODE``, ``DDPM_DEVICE``, ``DDPM_DATA_DIR``...)
+    that cannot be used. Defined here, not in settings (which raises it while being imported), so that
+    :func:`start` can name it: one line, exit status 2."""
+
+
+def start(prog: str, module: str, argv: list[str] | None = None, deferred: list | None = None) -> int:
+    """Import ``module`` and run its ``main(argv)``: the entry point of ``python -m ddpm_lib``.
+
+    Ctrl-C while importing is remembered (in ``deferred``, which the caller's SIGINT handler fills while it
+    imports this module; here, while ``module`` is imported) and acted on once the imports are done: one line,
+    exit status 130. So is Ctrl-C later that no command handled. A bad ``DDPM_*`` variable
+    (:class:`SettingsError`, raised while the settings are imported) is one line with exit status 2.
+    """
+    deferred = [] if deferred is None else deferred
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGINT, lambda signum, frame: deferred.append(signum))
+    try:
+        main = importlib.import_module(module).main
+    except SettingsError as e:
+        return fail(f"{prog}: error: {e}", 2)
+    except KeyboardInterrupt:
+        deferred.append(signal.SIGINT)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    if deferred:
+        return fail(f"{prog}: interrupted (Ctrl-C) while starting; nothing was written.", 130)
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        return fail(f"{prog}: interrupted (Ctrl-C).", 130)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -36,7 +78,7 @@ def run_guarded(prog: str, args: argparse.Namespace) -> int:
     """``args.func(args)`` with user errors as one line naming ``prog`` (exit 2)."""
     try:
         rc = args.func(args)
-    except CLIError as e:
+    except (CLIError, ClobberError) as e:
         return fail(f"{prog}: error: {e}", 2)
     except (OSError, ValueError) as e:  # e.g. from evaluate, or an --out that cannot be written: still one line
         return fail(f"{prog}: error: {type(e).__name__}: {last_line(e)}", 2)
@@ -65,6 +107,26 @@ def check_device(name: str, option: str = "--device"):
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise CLIError(f"{option} {name}: Apple's mps is not available here: use --device cpu")
     return dev
+
+
+def physical_memory() -> int | None:
+    """This machine's RAM in bytes (POSIX ``sysconf``), or None where it cannot be read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_sample_memory(num: int, shape: Sequence[int], option: str = "--num") -> None:
+    """Refuse ``num`` samples of ``shape`` (C, H, W) when holding them as float32 (how the samplers return them)
+    would take more than half of this machine's memory: a CLIError naming the size, before any sampling."""
+    need = 4 * num * math.prod(shape)
+    ram = physical_memory()
+    if ram is not None and need > ram // 2:
+        most = max(1, (ram // 2) // (4 * math.prod(shape)))
+        raise CLIError(f"{option} {num}: {num} samples of {'x'.join(map(str, shape))} would take {need / 2**30:.1f} GiB "
+                       f"of memory (float32), more than half of this machine's {ram / 2**30:.1f} GiB: give {option} "
+                       f"{most} or fewer (and run again with another --seed for more).")
 
 
 def finite_float(text: str) -> float:

@@ -21,7 +21,7 @@ from ddpm_lib import settings as settings_mod
 from ddpm_lib.diffusion.schedules import NoiseSchedule, make_schedule
 from ddpm_lib.models.unet import UNet, UNetConfig
 from ddpm_lib.training.checkpoint import check_finite, load_model_weights, read_payload
-from ddpm_lib.training.config import TrainConfig
+from ddpm_lib.training.config import START_ACTIONS, TrainConfig
 
 
 class LoadedModel(NamedTuple):
@@ -56,7 +56,8 @@ def load_model(source: str | os.PathLike | dict, use_ema: bool = True,
     sched = payload.get("schedule") or {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fields of another ddpm_lib version
-        cfg = TrainConfig.from_dict(payload.get("train_config") or {}, strict=False)
+        stored = {k: v for k, v in (payload.get("train_config") or {}).items() if k not in START_ACTIONS}
+        cfg = TrainConfig.from_dict(stored, strict=False)  # an older run may hold resume/overwrite: not the run's
     schedule = make_schedule(sched.get("name", cfg.schedule), int(sched.get("num_timesteps", cfg.num_timesteps)))
     device = torch.device(device) if device is not None else settings_mod.settings.device
     return LoadedModel(model.to(device).eval(), schedule.to(device), cfg, int(payload.get("step", 0)))

@@ -44,6 +44,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from ddpm_lib.command_line import SettingsError
+
 T = TypeVar("T")
 
 MODES = ("fast", "cpu", "gpu")
@@ -97,16 +99,22 @@ def _parse_bool(name: str, value: str) -> bool:
         return True
     if v in _FALSE:
         return False
-    raise ValueError(f"{name}={value!r} is not understood: use {name}=1 (on) or {name}=0 (off).")
+    raise SettingsError(f"{name}={value!r} is not understood: use {name}=1 (on) or {name}=0 (off).")
 
 
 def best_device() -> torch.device:
     """cuda if available, then Apple's mps, else cpu; ``DDPM_DEVICE`` overrides."""
     forced = os.environ.get("DDPM_DEVICE", "").strip()
     if forced:
-        dev = torch.device(forced)
+        try:
+            dev = torch.device(forced)
+        except (RuntimeError, ValueError):
+            raise SettingsError(f"DDPM_DEVICE={forced!r} is not a device name: use cpu, cuda, cuda:1 or mps.") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"DDPM_DEVICE={forced!r} but no CUDA GPU is available: unset DDPM_DEVICE or use cpu.")
+            raise SettingsError(f"DDPM_DEVICE={forced!r} but no CUDA GPU is available: unset DDPM_DEVICE or use cpu.")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SettingsError(f"DDPM_DEVICE={forced!r} but this machine has {torch.cuda.device_count()} CUDA device(s) "
+                                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}): unset DDPM_DEVICE or use one of them.")
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -175,6 +183,10 @@ def load_settings() -> Settings:
     default_data, default_runs = default_dirs()
     data_dir = Path(os.environ.get("DDPM_DATA_DIR") or default_data).expanduser().resolve()
     runs_dir = Path(os.environ.get("DDPM_RUNS_DIR") or default_runs).expanduser().resolve()
+    for name, folder in (("DDPM_DATA_DIR", data_dir), ("DDPM_RUNS_DIR", runs_dir)):
+        if folder.exists() and not folder.is_dir():
+            raise SettingsError(f"{name}={os.environ.get(name)!r} is a file, not a folder: point it at a folder (it is "
+                                "created if missing), or unset it for the default.")
 
     def pick(full, fast_value, cpu=None):
         if mode == "fast":
@@ -198,7 +210,7 @@ def _read_mode(device: torch.device) -> str:
     if raw is not None and raw.strip():
         mode = raw.strip().lower()
         if mode not in MODES:
-            raise ValueError(f"DDPM_MODE={raw!r} is not understood: use DDPM_MODE=fast, cpu or gpu.")
+            raise SettingsError(f"DDPM_MODE={raw!r} is not understood: use DDPM_MODE=fast, cpu or gpu.")
     else:
         fast_env = os.environ.get("DDPM_FAST")
         mode = "fast" if fast_env is not None and _parse_bool("DDPM_FAST", fast_env) else default
@@ -208,7 +220,23 @@ def _read_mode(device: torch.device) -> str:
     return mode
 
 
-settings: Settings = load_settings()
+def _load_at_import() -> Settings:
+    """:func:`load_settings` for the module's ``settings``. When a ``python -m ddpm_lib...`` command is running, a bad
+    ``DDPM_*`` variable is one line on stderr and exit status 2 (the command-line contract; it is found while
+    the command's imports run, before any ``main`` could catch it); imported anywhere else it raises
+    :class:`SettingsError`."""
+    try:
+        return load_settings()
+    except SettingsError as e:
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        command = (getattr(spec, "name", None) or "").removesuffix(".__main__")
+        if command.split(".")[0] == "ddpm_lib":
+            sys.stderr.write(f"python -m {command}: error: {e}\n")
+            raise SystemExit(2) from None
+        raise
+
+
+settings: Settings = _load_at_import()
 
 
 def reload_settings() -> Settings:

@@ -75,6 +75,7 @@ from ddpm_lib.course import sandbox
 from ddpm_lib.course.exercises import GRADE_CAPTURE_ENV, STATUSES, GraderFault, load_all, outcome
 from ddpm_lib.course.gradecall import KernelCalls, proxy
 from ddpm_lib.course.libcalls import library_use, python_of
+from ddpm_lib.files import ClobberError, check_output_file
 from ddpm_lib.settings import load_settings
 
 FIELDS = ["student", "notebook", "exercise", "status", "message"]
@@ -619,6 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="OS sandbox for the students' kernels (default: auto, the best that works here)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run: keep --out and skip the students already in it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an --out file that is not a grades CSV written by this command")
     return parser
 
 
@@ -655,10 +658,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"named like those in {instructor}.")
     if not out.parent.is_dir():
         return refuse(f"--out {out}: the folder {out.parent} does not exist; create it or choose another path.")
-    for path in (out, summary_path(out)):
-        fields = FIELDS if path == out else SUMMARY_FIELDS
-        if path.exists() and (not path.is_file() or path.stat().st_size and not _is_grades_csv(path, fields)):
-            return refuse(f"--out {path} exists and is not a grades CSV written by this command; choose another path.")
+    try:  # the no-clobber rule (ddpm_lib.files): replace only an (empty or) grades CSV, unless --overwrite
+        for path, fields in ((args.out, FIELDS), (None, SUMMARY_FIELDS)):
+            check_output_file(summary_path(out) if path is None else path, option="--out", kind="a grades CSV",
+                              overwrite=args.overwrite and not args.resume,
+                              is_own=lambda p, f=fields: p.stat().st_size == 0 or _is_grades_csv(p, f))
+    except ClobberError as e:
+        return refuse(str(e))
     try:
         _jupyter()[0].kernelspec.KernelSpecManager().get_kernel_spec(args.kernel)
     except Exception:  # noqa: BLE001 - NoSuchKernel and friends: one line

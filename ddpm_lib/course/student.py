@@ -22,7 +22,9 @@ copy's badge opens a student copy, never the instructor notebook with its soluti
 Refused, with one line and exit code 2, before anything is written: an output folder that is a source
 folder, inside one, or holds one (``student notebooks notebooks`` would replace the solutions by their
 student copies), or that holds a source notebook given by name; an existing file in the output folder that
-holds solution markers (an instructor notebook); and a line in a code cell that looks like a marker but is
+holds solution markers (an instructor notebook); an existing file there that is not a student copy (a
+student's worked notebook with outputs: replaced only with ``--overwrite``, the rule of
+:func:`ddpm_lib.files.check_output_file`); and a line in a code cell that looks like a marker but is
 not exactly one (``###BEGIN SOLUTION``, ``# BEGIN SOLUTION``, ``### begin solution``): such a line would
 leave the solution in the student copy.
 """
@@ -36,7 +38,13 @@ import re
 import sys
 from pathlib import Path
 
-from ddpm_lib.files import atomic_write
+from ddpm_lib.files import (
+    ClobberError,
+    atomic_write,
+    check_output_dir,
+    check_output_file,
+    read_json_object,
+)
 
 STUDENT_FOLDER = "student"  # the committed student edition, `make student-edition`
 COLAB_NOTEBOOK = re.compile(r"(https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/)notebooks/")
@@ -116,11 +124,14 @@ def make_student_notebook(nb: dict, name: str = "notebook") -> tuple[dict, int]:
     return nb, total
 
 
-def write_student_copies(sources: list[str | os.PathLike], out_dir: str | os.PathLike) -> dict[str, int]:
+def write_student_copies(sources: list[str | os.PathLike], out_dir: str | os.PathLike,
+                         overwrite: bool = False) -> dict[str, int]:
     """Write the student copy of every notebook in ``sources`` (folders or files) into ``out_dir``.
 
     Returns {notebook file name: number of exercises replaced}. Checks every notebook, and that nothing of
-    the sources would be overwritten, before writing any.
+    the sources would be overwritten, before writing any. A file in ``out_dir`` that is not a student copy
+    (:func:`is_student_copy`: a student's worked notebook, say) is replaced only with ``overwrite``
+    (:func:`ddpm_lib.files.check_output_file`); one that holds solution markers never.
     """
     files: list[Path] = []
     folders: list[Path] = []
@@ -135,6 +146,7 @@ def write_student_copies(sources: list[str | os.PathLike], out_dir: str | os.Pat
             raise FileNotFoundError(f"{p}: not a notebook or a folder of notebooks.")
     if not files:
         raise FileNotFoundError(f"no .ipynb files found in {', '.join(map(str, sources))}.")
+    check_output_dir(out_dir, option="OUT_DIR", kind="student copies", is_own=lambda _: True)  # a file, or ''
     check_output_folder(folders, Path(out_dir))
     for f in files:
         if (Path(out_dir) / f.name).resolve() == f.resolve():
@@ -151,6 +163,7 @@ def write_student_copies(sources: list[str | os.PathLike], out_dir: str | os.Pat
         if target.exists() and _has_markers(target):
             raise OutputError(f"{target} exists and holds solution markers (an instructor notebook); "
                               "choose an empty OUT_DIR for the student copies.")
+        check_output_file(target, option="OUT_DIR", kind="a student copy", is_own=is_student_copy, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     report = {}
     for f, nb, n in copies:
@@ -180,6 +193,17 @@ def check_output_folder(source_folders: list[Path], out: Path) -> None:
                               "e.g. build/student.")
 
 
+def is_student_copy(path: Path) -> bool:
+    """True when ``path`` looks like what this command writes: a notebook with no solution marker, no output
+    and no execution count (a student's worked notebook has outputs; an instructor notebook has markers)."""
+    nb = read_json_object(path)
+    cells = nb.get("cells") if nb is not None else None
+    if not isinstance(cells, list) or _has_markers(path):
+        return False
+    code = [c for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"]
+    return all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+
+
 def _has_markers(path: Path) -> bool:
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
@@ -197,14 +221,16 @@ def build_parser():
                     "`raise NotImplementedError`, all outputs removed (`make student`).")
     p.add_argument("sources", nargs="+", metavar="NOTEBOOKS", help="notebook files, or folders of notebooks")
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the student copies into")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files in OUT_DIR that are not student copies (never an instructor notebook)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        report = write_student_copies(args.sources, args.out_dir)
-    except (MarkerError, OutputError, FileNotFoundError, json.JSONDecodeError) as e:
+        report = write_student_copies(args.sources, args.out_dir, overwrite=args.overwrite)
+    except (MarkerError, OutputError, ClobberError, FileNotFoundError, json.JSONDecodeError) as e:
         print(f"make student: {e}", file=sys.stderr)
         return 2
     for name, n in report.items():

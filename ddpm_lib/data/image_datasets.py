@@ -190,7 +190,7 @@ class FolderImageDataset(ImageDataset):
 
         try:
             with Image.open(path) as im:
-                return pil_to_tensor(im.convert("L" if self.grayscale else "RGB"))
+                return pil_to_tensor(to_8bit(im).convert("L" if self.grayscale else "RGB"))
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
             raise DatasetError(f"{path}: cannot decode this image ({' '.join(str(e).split())}): replace or "
                                "remove the file.") from None
@@ -240,6 +240,20 @@ def load_folder_dataset(root: Path, train: bool, image_size: int, hflip: bool, g
     return FolderImageDataset(folder, info=info, image_size=image_size, hflip=hflip, source=str(top), grayscale=grayscale)
 
 
+def to_8bit(im: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (TIFF/PNG: Pillow modes ``I;16*``, or ``I`` holding 0..65535) as 8-bit ``L``:
+    value / 257 rounded, so 65535 -> 255. Pillow's own ``convert("L")`` clips at 255 instead, which turns
+    most of a 16-bit image white. Other images are returned unchanged."""
+    if not (im.mode.startswith("I;16") or im.mode == "I"):
+        return im
+    a = np.asarray(im, dtype=np.float64)
+    return Image.fromarray(np.rint(np.clip(a, 0, 65535) / 257).astype(np.uint8), mode="L")
+
+
+#: at most this many classes (a label is a class index 0..K-1; one of 1e9 would build a billion class names)
+MAX_CLASSES = 100_000
+
+
 def read_array_file(path: Path):
     if not path.is_file():
         raise ValueError(f"load_dataset('npy'): root={str(path)!r} is not a file (expected a .npy or .npz file).")
@@ -249,6 +263,9 @@ def read_array_file(path: Path):
         except (OSError, ValueError, EOFError) as e:
             raise DatasetError(f"{path}: not a readable .npz file ({' '.join(str(e).split())}): save it with "
                                "numpy.savez(path, images=..., labels=...).") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):  # np.load reads by content: a .npy array under a .npz name
+            raise DatasetError(f"{path}: not a .npz archive but a single .npy array: rename it to .npy (images "
+                               "only), or save images and labels with numpy.savez(path, images=..., labels=...).")
         with z:
             keys = list(z.keys())
             img_key = next((k for k in ("images", "x", "X", "data") if k in keys), None)
@@ -277,6 +294,10 @@ def read_array_file(path: Path):
             raise DatasetError(f"{path}: {images.shape[0]} images but {len(labels)} labels: give one label per image.")
         if len(labels) and labels.min() < 0:
             raise DatasetError(f"{path}: labels must be non-negative ints (class indices), found {labels.min()}.")
+        if len(labels) and labels.max() >= MAX_CLASSES:
+            raise DatasetError(f"{path}: label {labels.max()} would make {labels.max() + 1} classes (at most "
+                               f"{MAX_CLASSES}): labels are class indices 0..K-1; renumber them, e.g. with "
+                               "numpy.unique(labels, return_inverse=True).")
     return images, labels
 
 

@@ -195,6 +195,12 @@ def load_dataset(
     use_synthetic = synthetic is True
     why = "asked for (synthetic=True)"
     if not use_synthetic and _find_real(name, data_dir) is None:
+        top = data_dir / "cifar10"
+        if name == "cifar10" and top.is_dir():  # an image folder was meant but is incomplete: say so, never fall back
+            raise DatasetNotFoundError(
+                f"{top} looks like a CIFAR-10 image folder but {_cifar_folder_problem(top)}: train/ and test/ each need "
+                f"the ten class folders ({', '.join(CIFAR10_CLASSES)}); fix it, or move it away to use the download "
+                "or the stand-in.")
         explicit = download is True
         if download is None:
             download = not _offline()
@@ -332,15 +338,24 @@ def _fmnist_raw(data_dir: Path) -> Path:
     return data_dir / "FashionMNIST" / "raw"
 
 
-def _cifar_folder_ok(top: Path) -> bool:
+def _cifar_folder_problem(top: Path) -> str:
+    """What keeps ``top`` from being a CIFAR-10 image folder (``train/`` and ``test/``, each with exactly the ten
+    class folders), or "" when nothing does."""
     for split in ("train", "test"):
         d = top / split
         if not d.is_dir():
-            return False
-        classes = sorted(c.name for c in d.iterdir() if c.is_dir())
-        if classes != list(CIFAR10_CLASSES):
-            return False
-    return True
+            return f"it has no {split}/ folder"
+        classes = {c.name for c in d.iterdir() if c.is_dir()}
+        missing, extra = sorted(set(CIFAR10_CLASSES) - classes), sorted(classes - set(CIFAR10_CLASSES))
+        if missing or extra:
+            return ", ".join(filter(None, [f"{split}/ lacks the class folder(s) {', '.join(missing)}" if missing else "",
+                                           f"{split}/ has folder(s) that are no CIFAR-10 class: {', '.join(extra)}"
+                                           if extra else ""]))
+    return ""
+
+
+def _cifar_folder_ok(top: Path) -> bool:
+    return not _cifar_folder_problem(top)
 
 
 def _find_real(name: str, data_dir: Path) -> tuple[Path, str] | None:

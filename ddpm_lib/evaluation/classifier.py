@@ -19,6 +19,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from torch import nn
 from ddpm_lib import pretrained
 from ddpm_lib import settings as settings_mod
 from ddpm_lib.data.sources import REAL_DATASETS, dataset_info, load_dataset
+from ddpm_lib.files import ClobberError, check_output_file
 from ddpm_lib.training.checkpoint import load_checkpoint, save_checkpoint
 
 FORMAT = "ddpm_lib.classifier/1"  # a format tag stored in every classifier file, not a module path: never renamed
@@ -284,11 +286,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
     t.add_argument("--out", default=None, help="output file (default: <runs dir>/classifier-<dataset>[-<mode>]/classifier.pt, "
                    "the runs folder of ddpm_lib.settings)")
+    t.add_argument("--overwrite", action="store_true", help="replace an --out file that is not a feature classifier")
     return p
 
 
-def main(argv: list[str] | None = None) -> None:
+def is_classifier_file(path: Path) -> bool:
+    """True when ``path`` holds a classifier saved by :func:`save_classifier` (what ``train --out`` may replace)."""
+    try:
+        return load_checkpoint(path).get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    out = Path(a.out) if a.out is not None else default_classifier_path(a.dataset)
+    try:  # before minutes of training: never replace a file that is not a classifier (ddpm_lib.files)
+        check_output_file(a.out if a.out is not None else out, option="--out", kind="a feature classifier",
+                          is_own=is_classifier_file, overwrite=a.overwrite)
+    except ClobberError as e:
+        print(f"{build_parser().prog} train: error: {e}", file=sys.stderr)
+        return 2
     info = dataset_info(a.dataset)
     t0 = time.perf_counter()
     train = load_dataset(a.dataset, train=True, root=a.root, max_items=a.max_items)
@@ -303,10 +321,10 @@ def main(argv: list[str] | None = None) -> None:
     train_classifier(model, (x_train, y_train), steps=a.steps, batch_size=a.batch, lr=a.lr, hflip=info.channels == 3, log_every=max(1, a.steps // 10))
     seconds = time.perf_counter() - t1
     acc = accuracy(model, test)
-    out = Path(a.out) if a.out else default_classifier_path(a.dataset)
     save_classifier(model, out, dataset=a.dataset, steps=a.steps, test_accuracy=acc, seconds=seconds)
     print(f"test accuracy {acc:.4f} after {a.steps} steps ({seconds:.0f} s); saved {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

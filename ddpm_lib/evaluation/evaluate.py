@@ -30,7 +30,12 @@ from pathlib import Path
 
 import torch
 
-from ddpm_lib.command_line import OneLineParser, add_sampling_options, run_guarded
+from ddpm_lib.command_line import (
+    OneLineParser,
+    add_sampling_options,
+    check_sample_memory,
+    run_guarded,
+)
 from ddpm_lib.data.sources import REAL_DATASETS, load_dataset
 from ddpm_lib.diffusion.samplers import SAMPLER_NAMES, sample_batched
 from ddpm_lib.evaluation.classifier import get_classifier
@@ -40,7 +45,7 @@ from ddpm_lib.evaluation.metrics import (
     inception_score,
     kernel_inception_distance,
 )
-from ddpm_lib.files import atomic_write
+from ddpm_lib.files import atomic_write, check_output_file, read_json_object
 from ddpm_lib.loading import load_model
 from ddpm_lib.settings import settings
 
@@ -129,8 +134,13 @@ def evaluate(
     device: str | torch.device | None = None,
     out: str | Path | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> dict:
-    """Sample ``num`` images from the checkpoint and compare them with the test split; returns the report."""
+    """Sample ``num`` images from the checkpoint and compare them with the test split; returns the report.
+
+    ``out``: write the report there as JSON; an existing file that is not an evaluate report (a checkpoint,
+    say) is refused before any work unless ``overwrite`` (:func:`ddpm_lib.files.check_output_file`).
+    """
 
     if features not in ("classifier", "inception"):
         raise ValueError(f"features must be 'classifier' or 'inception', got {features!r}.")
@@ -141,6 +151,8 @@ def evaluate(
         raise ValueError(f"--steps must be >= 1 (or 0 / None for all T with ddpm), got {steps!r}.")
     if guidance is not None and not math.isfinite(guidance):
         raise ValueError(f"--guidance must be a finite number, got {guidance!r}.")
+    if out is not None:
+        out = check_output_file(out, option="--out", kind="an evaluate report", is_own=is_report, overwrite=overwrite)
     t_start = time.perf_counter()
     device = torch.device(device) if device is not None else settings.device
     model, schedule, cfg, _ = load_model(ckpt, use_ema=use_ema, device=device)
@@ -152,6 +164,11 @@ def evaluate(
     w = 1.0 if guidance is None else float(guidance)
     c = model.config
     shape = (c.in_channels, c.image_size, c.image_size)
+    check_sample_memory(num, shape)
+    if features == "classifier" and classifier is None and dataset not in REAL_DATASETS:
+        raise ValueError(f"{ckpt} was trained on dataset={dataset!r}, for which ddpm_lib has no feature classifier (only "
+                         f"{' and '.join(REAL_DATASETS)}): pass --classifier FILE (a FeatureClassifier trained on such "
+                         "images), or --features inception (Inception-v3; make fid-weights).")
 
     # the extractor first: fail early (missing weights) before spending minutes sampling
     if features == "classifier":
@@ -179,6 +196,7 @@ def evaluate(
         metrics["class_accuracy"] = (logits_fake.argmax(1) == labels).double().mean().item()
     floor = real_floor(extractor, dataset, data_root, num, c.image_size, f_real, fb, device, seed)
     feature_seconds = time.perf_counter() - t1
+    notes = small_sample_warnings(num, int(f_fake.shape[1]))
 
     report = {
         "checkpoint": str(ckpt),
@@ -198,6 +216,7 @@ def evaluate(
         "images_per_second": num / sample_seconds if sample_seconds > 0 else math.inf,
         "metrics": metrics,
         "floor": floor,
+        "warnings": notes,
         "comparable_to_published": False if features == "classifier" else "only with the FID weights and 50k samples vs the training set",
         "device": str(device),
         "torch": torch.__version__,
@@ -206,6 +225,22 @@ def evaluate(
     if out is not None:
         atomic_write(Path(out), json.dumps(report, indent=2))
     return report
+
+
+def small_sample_warnings(num: int, feature_dim: int) -> list[str]:
+    """The warning a report carries when ``num`` samples cannot give a usable FID: the sample covariance of ``num``
+    feature vectors has rank at most ``num - 1``, so with ``num <= feature_dim`` it is singular."""
+    if num > feature_dim:
+        return []
+    return [f"only {num} samples for {feature_dim}-dimensional features: their covariance is singular (FID needs more "
+            f"than {feature_dim} samples), so FID, KID and IS from so few are noisy and biased; compare them only with "
+            "runs of the same --num, and use --num 10000 for numbers worth reporting."]
+
+
+def is_report(path: Path) -> bool:
+    """True when ``path`` holds a JSON report written by :func:`evaluate` (what ``--out`` may replace)."""
+    obj = read_json_object(path)
+    return obj is not None and {"checkpoint", "settings", "metrics"} <= set(obj)
 
 
 def format_report(r: dict) -> str:
@@ -235,6 +270,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="folder of the reference dataset (default: DDPM_DATA_DIR)")
     p.add_argument("--max-real", type=int, default=None, help="use only this many test images")
     p.add_argument("--out", default=None, help="write the JSON report here")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out file that is not an evaluate report")
     p.set_defaults(func=run_from_args)
     return p
 
@@ -245,8 +281,11 @@ def run_from_args(args: argparse.Namespace) -> dict:
         classifier=args.classifier, inception_weights=args.inception_weights, guidance=args.guidance,
         batch=args.batch, dataset=args.dataset, data_root=args.data_root, max_real=args.max_real,
         seed=args.seed, use_ema=not args.no_ema, device=args.device, out=args.out, progress=True,
+        overwrite=args.overwrite,
     )
     print(format_report(report))
+    for line in report["warnings"]:
+        print(f"warning: {line}")
     if args.out:
         print(f"report written to {args.out}")
     return report

@@ -7,6 +7,10 @@
   step, model_config, train_config, schedule`` and the EMA weights in fp16: enough to sample, not to resume.
 - **Resume rules** (:data:`RESUME_MAY_CHANGE`, :func:`resume_conflicts`): which TrainConfig fields
   may differ between a run and its continuation; :func:`restore_training_state` puts a payload back.
+- **Integrity**: a run records the SHA-256 of every checkpoint it saves in ``checksums.json``
+  (:func:`record_digest`); :func:`load_checkpoint` refuses a file in that folder whose digest is not
+  recorded (changed or damaged after the save). Any of the run's recorded digests is accepted, so copying
+  ``final.pt`` over ``latest.pt`` (the advice for a lost ``latest.pt``) still works.
 - :func:`read_payload` accepts a path, ``"pretrained:NAME"`` or a payload dict; rebuilding a model from it
   is :func:`ddpm_lib.loading.load_model`. The run folder is :mod:`ddpm_lib.training.runs`.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import random
 from pathlib import Path
@@ -25,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ddpm_lib.files import atomic_write
+from ddpm_lib.files import atomic_write, read_json_object
 from ddpm_lib.pretrained import resolve as resolve_pretrained
 
 FORMAT = "ddpm_lib.checkpoint/1"  # a format tag stored in every checkpoint, not a module path: never renamed
@@ -50,15 +55,45 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint was written for a model with another configuration."""
 
 
+def checkpoint_bytes(payload: dict[str, Any]) -> bytes:
+    """``payload`` serialised with ``torch.save``, in memory."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Atomically write ``payload`` (a dict of tensors / plain values) to ``path`` with ``torch.save``.
 
     The payload is serialised in memory first, so a full disk is reported as :class:`NoSpaceError`
     (not as an error deep inside torch's zip writer) and never leaves half a file.
     """
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    return atomic_write(path, buf.getvalue())
+    return atomic_write(path, checkpoint_bytes(payload))
+
+
+# ---------------------------------------------------------------------------------------------------
+# integrity: the SHA-256 of every checkpoint a run saved, recorded in the run folder
+
+#: the run folder's record of its checkpoints' SHA-256 digests: ``{"latest.pt": ["<hex>", ...], ...}``
+CHECKSUMS_NAME = "checksums.json"
+
+
+def recorded_digests(folder: Path) -> set[str] | None:
+    """Every SHA-256 recorded in ``folder/checksums.json`` (any checkpoint name), or None when there is no record."""
+    record = read_json_object(folder / CHECKSUMS_NAME)
+    if record is None:
+        return None
+    return {d for v in record.values() if isinstance(v, list) for d in v if isinstance(d, str)}
+
+
+def record_digest(folder: Path, name: str, digest: str, keep_previous: bool) -> None:
+    """Record ``digest`` for checkpoint ``name`` in ``folder/checksums.json`` (atomically). A save records the new
+    digest beside the old one before the file is replaced (``keep_previous=True``) and alone after, so that
+    whenever a save is killed the file on disk matches a recorded digest."""
+    record = read_json_object(folder / CHECKSUMS_NAME) or {}
+    old = [d for d in record.get(name, []) if isinstance(d, str)] if keep_previous else []
+    record[name] = sorted({*old, digest})
+    atomic_write(folder / CHECKSUMS_NAME, json.dumps(record, indent=1, sort_keys=True))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
@@ -70,8 +105,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
             found = sorted(p.name for p in path.parent.glob("*.pt"))
             hint = f" Checkpoints in {path.parent}: {', '.join(found) if found else 'none'}."
         raise FileNotFoundError(f"checkpoint not found: {path}.{hint}")
+    data = path.read_bytes()
+    recorded = recorded_digests(path.parent)
+    if recorded is not None and hashlib.sha256(data).hexdigest() not in recorded:
+        raise ValueError(
+            f"checkpoint {path} does not match any SHA-256 recorded in {path.parent / CHECKSUMS_NAME} when the run "
+            "saved its checkpoints: it was changed or damaged since. Use another checkpoint of the run, or, if you "
+            f"changed it on purpose, move it out of {path.parent} (outside a run folder it is not checked).")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name and a hint
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         detail = next((ln for ln in lines if "Unpickler error" in ln), lines[0] if lines else "")
@@ -179,15 +221,21 @@ def training_payload(*, step: int, model: nn.Module, ema, optimizer, lr_schedule
 RESUME_KEYS = ("model", "ema", "optimizer", "lr_scheduler", "rng", "data", "trainer", "step")
 
 
-def restore_training_state(payload: dict, *, model: nn.Module, ema, optimizer, lr_scheduler, scaler,
-                           device: torch.device, restore_rng: bool = True, source: str = "checkpoint") -> dict:
-    """Put a :func:`training_payload` back into the training objects; returns ``{step, epoch, batch_in_epoch,
-    progress}``. A slim checkpoint (no optimizer state) is refused: it cannot continue a run."""
+def check_resumable(payload: dict, source: str = "checkpoint") -> None:
+    """Refuse a payload that cannot continue a run: another format, or a slim checkpoint (no optimizer state)."""
     _check_training_format(payload, source)
     missing = [k for k in RESUME_KEYS if k not in payload]
     if missing:
         raise RunError(f"{source} cannot be resumed from: it lacks {', '.join(missing)} (a slim or foreign "
-                       "checkpoint holds weights for sampling only); start a new run (overwrite=True).")
+                       "checkpoint holds weights for sampling only); start a new run in another out_dir (--out), "
+                       "or with overwrite=True (--overwrite), which deletes it.")
+
+
+def restore_training_state(payload: dict, *, model: nn.Module, ema, optimizer, lr_scheduler, scaler,
+                           device: torch.device, restore_rng: bool = True, source: str = "checkpoint") -> dict:
+    """Put a :func:`training_payload` back into the training objects; returns ``{step, epoch, batch_in_epoch,
+    progress}``. A slim checkpoint (no optimizer state) is refused: it cannot continue a run."""
+    check_resumable(payload, source)
     saved_cfg, current = payload.get("model_config"), model_config_dict(model)
     if saved_cfg is not None and current is not None:
         check_config_matches(saved_cfg, current)

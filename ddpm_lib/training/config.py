@@ -38,6 +38,8 @@ from ddpm_lib.models.unet import PRESETS, UNet, UNetConfig
 from ddpm_lib.training.recipes import Recipe, get_recipe
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+#: fields that say how one ``train`` command starts (continue, or delete and start again), never stored in a run
+START_ACTIONS = ("resume", "overwrite")
 LR_DECAYS = ("cosine", "constant")
 
 
@@ -181,6 +183,14 @@ class TrainConfig:
         unknown = set(self.unet) - known
         if unknown:
             bad("unet", f"unknown UNetConfig field(s) {sorted(unknown)}; known: {sorted(known)}.")
+        if self.sample_every and self.sampler != "ddpm" and self.sample_steps > self.num_timesteps:
+            bad("sample_steps", f"the sample grids (sample_every={self.sample_every}) cannot take more sampler steps than "
+                f"num_timesteps={self.num_timesteps}: give sample_steps <= {self.num_timesteps}.")
+        if self.out_dir is not None and not self.out_dir.strip():
+            bad("out_dir", "the run folder is empty; give a folder name, e.g. runs/mine (None: the default runs folder).")
+        if self.resume and self.overwrite:
+            bad("overwrite", "resume=True (--resume) continues the run and overwrite=True (--overwrite) deletes it: "
+                "pass only one of them.")
         if self.device is not None:
             try:
                 torch.device(self.device)
@@ -191,6 +201,13 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """Plain values only (for checkpoints loaded with ``weights_only=True`` and for JSON)."""
         return {f.name: _plain_copy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def to_run_dict(self) -> dict:
+        """What a run stores (its ``config.json`` and checkpoints): :meth:`to_dict` without :data:`START_ACTIONS`.
+
+        ``resume`` and ``overwrite`` say how one command starts, not what the run is: stored, ``--config
+        RUN/config.json`` would repeat them (``overwrite`` would delete the finished run it came from)."""
+        return {k: v for k, v in self.to_dict().items() if k not in START_ACTIONS}
 
     @classmethod
     def from_dict(cls, d: dict, strict: bool = True) -> TrainConfig:
@@ -458,6 +475,13 @@ def check_model_fits_data(config: TrainConfig, model, dataset, shape: tuple[int,
             "cifar10_ddpm for 3) or set unet={'in_channels': ..., 'image_size': ...}."
         )
     if config.class_conditional:
+        info = getattr(dataset, "info", None)
+        if info is not None and getattr(info, "num_classes", 2) < 2:
+            where = f" ({config.data_root})" if config.data_root else ""
+            raise ValueError(
+                f"TrainConfig.class_conditional=True but the dataset {config.dataset!r}{where} has no labels (one class): "
+                "a class-conditional model needs at least 2 classes. Give labels (npy: a .npz with an 'images' and a "
+                "'labels' array; folder: one sub-folder per class), or train without --class-conditional.")
         null = getattr(model, "null_class", None)
         if null is None:
             raise ValueError("TrainConfig.class_conditional=True but the model is unconditional (num_classes=None).")

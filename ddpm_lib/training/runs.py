@@ -7,6 +7,7 @@ A run folder (``TrainConfig.out_dir``) holds::
     final.pt      written when a run finishes (all steps, or early stopping)
     metrics.csv   one row per logged step (ddpm_lib.training.monitor)
     config.json   the TrainConfig of the run
+    checksums.json  the SHA-256 of every checkpoint saved (checked when one is loaded)
     samples/      sample grids;  tb/  TensorBoard logs
     .lock         held by the trainer writing into the folder (its pid inside)
 
@@ -20,6 +21,8 @@ What a checkpoint holds is :mod:`ddpm_lib.training.checkpoint`; how files are wr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -28,8 +31,22 @@ import threading
 import time
 from pathlib import Path
 
-from ddpm_lib.files import NoSpaceError, atomic_write, remove_stale_temp_files
-from ddpm_lib.training.checkpoint import RunError, resume_conflicts, save_checkpoint
+from ddpm_lib.files import (
+    NoSpaceError,
+    atomic_write,
+    check_output_dir,
+    read_json_object,
+    remove_stale_temp_files,
+)
+from ddpm_lib.training.checkpoint import (
+    CHECKSUMS_NAME,
+    RunError,
+    checkpoint_bytes,
+    load_checkpoint,
+    record_digest,
+    resume_conflicts,
+)
+from ddpm_lib.training.config import TrainConfig
 
 CHECKPOINT_NAMES = ("latest", "best", "final")
 LOCK_NAME = ".lock"
@@ -125,6 +142,14 @@ class RunFolder:
         """The checkpoints present, in the order ``latest.pt``, ``final.pt``, ``best.pt`` (the newest state first)."""
         return [self.checkpoint(n) for n in ("latest", "final", "best") if self.checkpoint(n).is_file()]
 
+    def holds_a_run(self) -> bool:
+        """True when the folder holds a training run: a checkpoint, the lock, or a ``config.json`` of TrainConfig fields."""
+        if self.existing_checkpoints() or self.lock_path.exists():
+            return True
+        cfg = read_json_object(self.config_json)
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        return cfg is not None and {"dataset", "preset", "steps"} <= set(cfg) <= names
+
     def last_good_checkpoint(self) -> Path | None:
         found = self.existing_checkpoints()
         return found[0] if found else None
@@ -189,9 +214,13 @@ class RunFolder:
         - ``resume`` and ``latest.pt`` exists: resume from it.
         - ``resume``, no ``latest.pt`` but ``final.pt``/``best.pt``: refused (they would be overwritten).
         - a fresh start in a folder holding checkpoints: refused unless ``overwrite`` (which deletes the
-          run's checkpoints and ``metrics.csv``).
+          run's checkpoints, ``metrics.csv`` and ``checksums.json``).
+        - a folder that holds other files and no run (:meth:`holds_a_run`), or a file: refused before
+          anything is written there, unless ``overwrite`` (:func:`ddpm_lib.files.check_output_dir`).
         Temporary files of interrupted saves are removed.
         """
+        check_output_dir(self.path, option="out_dir", kind="a training run", is_own=lambda _: self.holds_a_run(),
+                         overwrite=overwrite, flag="overwrite=True (--overwrite)")
         self.acquire_lock()
         tmp = remove_stale_temp_files(self.path)
         if tmp:
@@ -214,25 +243,56 @@ class RunFolder:
             )
         if resume:
             print(f"resume=True but {self.path} holds no checkpoint yet: starting a new run.")
-        for p in (*[self.checkpoint(n) for n in CHECKPOINT_NAMES], self.metrics):
+        for p in (*[self.checkpoint(n) for n in CHECKPOINT_NAMES], self.metrics, self.path / CHECKSUMS_NAME):
             p.unlink(missing_ok=True)
         return None
+
+    def load_for_resume(self, path: Path) -> dict:
+        """The checkpoint ``path`` to resume from; when it cannot be read (truncated, say), the error names the run's
+        other checkpoints that can, and how to continue from one."""
+        try:
+            return load_checkpoint(path)
+        except ValueError as e:
+            readable = []
+            for other in (p for p in self.existing_checkpoints() if p != path):
+                with contextlib.suppress(ValueError, OSError):
+                    step = load_checkpoint(other).get("step")
+                    readable.append(f"{other.name} (step {step})")
+            if not readable:
+                raise
+            first = readable[0].split(" ")[0]
+            raise RunError(f"{e} The run's {', '.join(readable)} can be read: to continue from {first}, copy it over "
+                           f"{path.name} (cp {self.path / first} {path}) and resume again.") from None
 
     def check_resume_config(self, saved: dict, current: dict) -> None:
         """Refuse a continuation whose TrainConfig differs outside :data:`RESUME_MAY_CHANGE`."""
         conflicts = resume_conflicts(saved, current)
         if conflicts:
+            use = (f"(--config {self.config_json} --resume)" if self.config_json.is_file()
+                   else "(give the values shown first, with --resume)")
             raise RunError(
                 f"cannot resume {self.latest} with changed settings: {', '.join(conflicts)}. Use the run's values "
-                f"(--config {self.config_json} --resume), or start a new run (another out_dir, or overwrite=True)."
+                f"{use}, or start a new run (another out_dir, or overwrite=True)."
             )
+
+    def check_resume_steps(self, step: int, steps: int) -> None:
+        """Refuse to continue a run saved at ``step`` with fewer total ``steps`` (it would do nothing, then
+        write final.pt at the old step with a changed learning-rate schedule)."""
+        if steps < step:
+            raise RunError(f"cannot resume {self.latest} with steps={steps} (--steps {steps}): it is already at step "
+                           f"{step}; steps counts the whole run, so give more than {step} to train further.")
 
     # saving
     def save(self, name: str, payload: dict) -> Path:
         """Write ``<name>.pt`` atomically. Disk full: :class:`NoSpaceError` naming the last good checkpoint."""
         path = self.checkpoint(name)
         try:
-            return save_checkpoint(path, payload)
+            data = checkpoint_bytes(payload)
+            digest = hashlib.sha256(data).hexdigest()
+            record_digest(self.path, path.name, digest, keep_previous=True)  # checked by load_checkpoint
+            atomic_write(path, data)
+            record_digest(self.path, path.name, digest, keep_previous=False)
+            return path
         except NoSpaceError:
             good = path if path.is_file() else self.last_good_checkpoint()
             detail = f"the last good checkpoint {good} is intact" if good else "no checkpoint had been saved yet"

@@ -163,15 +163,17 @@ class Trainer:
         return checkpoint.training_payload(
             step=self.step, model=self.raw_model, ema=self.ema, optimizer=self.optimizer, lr_scheduler=self.lr_scheduler,
             scaler=self.scaler, device=self.device, epoch=self.batches.epoch, batch_in_epoch=self.batches.batch_in_epoch,
-            progress=self.progress, train_config=self.config.to_dict(), world_size=self.dist.world_size)
+            progress=self.progress, train_config=self.config.to_run_dict(), world_size=self.dist.world_size)
 
     def save(self, name: str) -> Path | None:
         """Write ``<run>/<name>.pt`` atomically (main process only)."""
         return self.run.save(name, self.state_payload()) if self.dist.is_main else None
 
     def _resume(self, path: Path) -> None:
-        payload = checkpoint.load_checkpoint(path)
+        payload = self.run.load_for_resume(path)
+        checkpoint.check_resumable(payload, str(path))
         self.run.check_resume_config(payload.get("train_config", {}), self.config.to_dict())
+        self.run.check_resume_steps(int(payload.get("step", 0)), self.config.steps)
         main = self.dist.is_main or not self.dist.enabled
         state = checkpoint.restore_training_state(payload, model=self.raw_model, ema=self.ema, optimizer=self.optimizer,
                                             lr_scheduler=self.lr_scheduler, scaler=self.scaler, device=self.device,
@@ -255,7 +257,7 @@ class Trainer:
             if resume_from is not None:
                 self._resume(Path(resume_from))
             if main:
-                self.run.write_config(cfg.to_dict())
+                self.run.write_config(cfg.to_run_dict())
             dist_utils.barrier(self.dist)
             self.end_step = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
             with runs.stop_on_signals() as stop:
