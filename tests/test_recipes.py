@@ -175,3 +175,13 @@ def test_notebooks_take_training_sizes_from_a_recipe(tmp_path):
     bad.write_text(json.dumps({"cells": [{"cell_type": "code", "source": [
         "%matplotlib inline\n", "cfg = TrainConfig.from_recipe(recipe.name, steps=settings.pick(full=9, fast=1))\n"]}]}))
     assert _scan_notebooks_for_sizes([bad]) == [("bad.ipynb", "steps")]
+
+
+def test_the_minutes_recipe_is_held_by_the_clock():
+    """A recipe that promises a student minutes enforces them: fashion_mnist_cpu carries a time budget (TrainConfig.minutes,
+    see tests/test_time_budget.py for what the budget does), and its cost names the same number."""
+    from ddpm_lib.training.config import TrainConfig
+
+    cfg = TrainConfig.from_recipe("fashion_mnist_cpu")
+    assert cfg.minutes == 8.0 and "at most 8 min" in get_recipe("fashion_mnist_cpu").cost
+    assert TrainConfig.from_recipe("fashion_mnist_fast").minutes is None  # CI's smoke test counts steps
