@@ -82,7 +82,7 @@ def test_euler_on_the_true_velocity_reaches_the_data_and_converges_first_order()
     z = torch.randn(256, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     errs = [(fm.sample_flow(v_star, z.shape, num_steps=n, x_1=z.double()).double() - S * z).abs().max().item()
             for n in (25, 50, 100)]
-    assert errs[2] < 0.02 and 1.6 < errs[1] / errs[2] < 2.6  # Euler: halving the step halves the error
+    assert errs[2] < 0.05 and 1.6 < errs[1] / errs[2] < 2.6  # Euler: halving the step halves the error
 
 
 def test_sample_flow_api_and_errors():
