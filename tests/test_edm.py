@@ -15,7 +15,12 @@ from diffusers import EulerDiscreteScheduler, HeunDiscreteScheduler
 from ddpm_lib.diffusion import edm
 from ddpm_lib.diffusion.samplers import DDIMSampler, EDMSampler, build_sampler, sample
 from ddpm_lib.diffusion.schedules import make_schedule
-from ddpm_lib.diffusion.toy import GaussianMixture, GaussianMixtureDenoiser, energy_distance, three_blobs
+from ddpm_lib.diffusion.toy import (
+    GaussianMixture,
+    GaussianMixtureDenoiser,
+    energy_distance,
+    three_blobs,
+)
 
 T = 1000
 SCHED = make_schedule("linear", T)
