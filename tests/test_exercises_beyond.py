@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from ddpm_lib.course.exercises import ExerciseError
-from ddpm_lib.course.exercises.beyond import check_flow_matching_pair, check_heun_step, check_score_from_eps
+from ddpm_lib.course.exercises.beyond import (
+    check_flow_matching_pair,
+    check_heun_step,
+    check_score_from_eps,
+)
 
 
 def score_right(eps, ab):
