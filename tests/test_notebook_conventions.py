@@ -24,6 +24,7 @@ COURSE_MAP = {
     "05": "05_sampling",
     "06": "06_cifar10",
     "07": "07_evaluation",
+    "08": "08_beyond_ddpm",
 }
 COLAB = "https://colab.research.google.com/github/ddpm-course/ddpm-course/blob/main/notebooks/{}"
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -59,7 +60,7 @@ def test_notebook_names_follow_the_map():
     for p in present():
         m = NAME_RE.match(p.name)
         assert m, f"{p.name}: course notebooks are named NN_name.ipynb (two digits, lower-case words joined by _)."
-        assert m.group(1) in COURSE_MAP, f"{p.name}: the course map has notebooks 00..07 only."
+        assert m.group(1) in COURSE_MAP, f"{p.name}: the course map has notebooks 00..08 only."
         assert p.stem == COURSE_MAP[m.group(1)], f"{p.name}: notebook {m.group(1)} of the map is {COURSE_MAP[m.group(1)]}.ipynb."
 
 

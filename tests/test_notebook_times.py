@@ -75,5 +75,5 @@ def test_the_check_fails_when_one_place_disagrees_and_sync_repairs_it(copy_of_co
 
 def test_a_notebook_without_an_entry_is_reported(copy_of_course):
     root = copy_of_course
-    shutil.copy(NOTEBOOKS[-1], root / "notebooks" / "08_beyond_ddpm.ipynb")
-    assert any("08_beyond_ddpm.ipynb: no entry" in p for p in nt.check(root))
+    shutil.copy(NOTEBOOKS[-1], root / "notebooks" / "09_unlisted.ipynb")
+    assert any("09_unlisted.ipynb: no entry" in p for p in nt.check(root))

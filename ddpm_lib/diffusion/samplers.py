@@ -1,6 +1,8 @@
-"""Reverse-process samplers: DDPM (ancestral), DDIM and DPM-Solver++(2M), and the full sampling loop.
+"""Reverse-process samplers: DDPM (ancestral), DDIM, DPM-Solver++(2M), EDM's Heun sampler, and the full
+sampling loop.
 
-Timesteps are 0-based indices into the schedule (``t`` in ``0..T-1``; index 0 is Ho et al.'s step 1).
+Timesteps are 0-based indices into the schedule (``t`` in ``0..T-1``; index 0 is Ho et al.'s step 1);
+EDM's are fractional (the timesteps of its sigma levels: :mod:`ddpm_lib.diffusion.edm`).
 Every sampler has
 
 - ``.timesteps``: the descending LongTensor of timesteps it visits (for ``"leading"`` and
@@ -17,6 +19,7 @@ the same noise whether the model runs on the CPU or a GPU.
 
 References: Ho et al. 2020 (arXiv:2006.11239) eq. 6-7, 11-15 and algorithm 2; Song et al. 2021, DDIM
 (arXiv:2010.02502) eq. 12 and 16; Lu et al. 2022, DPM-Solver++ (arXiv:2211.01095) algorithm 2;
+Karras et al. 2022, EDM (arXiv:2206.00364) eq. 5 and algorithm 1;
 Ho & Salimans 2022, classifier-free guidance (arXiv:2207.12598) eq. 6.
 """
 
@@ -28,6 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ddpm_lib.diffusion import edm as E
 from ddpm_lib.diffusion import forward as F
 from ddpm_lib.diffusion.forward import check_prediction_type
 from ddpm_lib.diffusion.schedules import NoiseSchedule
@@ -35,7 +39,7 @@ from ddpm_lib.progress import progress_bar
 
 SPACINGS = ("leading", "trailing", "linspace")
 VARIANCES = ("fixed_small", "fixed_large")
-SAMPLER_NAMES = ("ddpm", "ddim", "dpm++")
+SAMPLER_NAMES = ("ddpm", "ddim", "dpm++", "heun")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,6 +366,123 @@ class DPMSolverSampler(_Sampler):
 
 
 # ---------------------------------------------------------------------------------------------
+# EDM (Heun / Euler on the probability-flow ODE in sigma)
+
+
+class EDMSampler(_Sampler):
+    """Karras et al. 2022, Algorithm 1 (deterministic): Heun's method (``order=2``) or Euler's (``order=1``)
+    on the probability-flow ODE d x_sigma / d sigma = (x_sigma - D) / sigma, over the sigma levels of eq. 5
+    (default: from the schedule's largest sigma, at timestep T-1, to its smallest, at 0) and then to 0.
+
+    One step from sigma_i to sigma_{i+1} (D = x0-hat from the model, clipped to [-1, 1] with ``clip_x0``):
+
+        d_i = (x_i - D(x_i; sigma_i)) / sigma_i,               x' = x_i + (sigma_{i+1} - sigma_i) d_i   (Euler)
+        d'  = (x' - D(x'; sigma_{i+1})) / sigma_{i+1},         x_{i+1} = x_i + (sigma_{i+1} - sigma_i) (d_i + d') / 2
+
+    and the last step, to sigma = 0, is Euler's (the correction would divide by 0). So Heun with N levels
+    costs 2N - 1 network calls: ``timesteps`` lists one entry per call (the interior ones twice, as
+    diffusers' ``HeunDiscreteScheduler``), and ``len(sampler)`` is the number of calls, like every sampler's.
+
+    The API is the other samplers': ``step(model_output, t, x_t)`` takes and returns the course's x_t
+    (x_sigma / sqrt(1 + sigma^2)), so :func:`ddpm_lib.diffusion.samplers.sample` runs it from x_T ~ N(0, I) unchanged;
+    the timesteps are fractional (float32) and the model receives them as floats. Stateful between the two
+    calls of a Heun step: ``sample`` calls :meth:`reset`, and stepping from ``timesteps[0]`` resets too.
+
+    ``sigmas`` (descending, positive) replaces the eq. 5 levels, e.g. to integrate on DDIM's timesteps.
+    With ``order=1`` and ``clip_x0=False``, on the sigmas of DDIM's timesteps, it is DDIM with eta = 0.
+    """
+
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        num_steps: int = 18,
+        order: int = 2,
+        rho: float = 7.0,
+        sigma_min: float | None = None,
+        sigma_max: float | None = None,
+        clip_x0: bool = True,
+        sigmas=None,
+    ):
+        schedule = _check_schedule(schedule)
+        if order not in (1, 2):
+            raise ValueError(f"order must be 1 (Euler) or 2 (Heun), got {order!r}.")
+        all_sigmas = E.schedule_sigmas(schedule)
+        if sigmas is None:
+            lo = float(all_sigmas[0]) if sigma_min is None else float(sigma_min)
+            hi = float(all_sigmas[-1]) if sigma_max is None else float(sigma_max)
+            levels = E.karras_sigmas(num_steps, lo, hi, rho)
+        else:
+            levels = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+            if levels.size < 1 or not np.all(levels > 0) or not np.all(np.diff(levels) < 0):
+                raise ValueError("sigmas must be a non-empty, strictly decreasing sequence of positive noise levels.")
+        self.order = int(order)
+        self.rho = float(rho)
+        self.clip_x0 = bool(clip_x0)
+        self.sigmas = np.append(levels, 0.0)  # N levels, then 0 (clean data)
+        n = levels.size
+        # the calls: (index i of the step, 1 = its Euler stage / 2 = its correction), evaluated at sigma_i / sigma_{i+1}
+        plan = [(0, 1)]
+        for i in range(1, n):
+            if self.order == 2:
+                plan.append((i - 1, 2))
+            plan.append((i, 1))
+        self._plan = plan
+        eval_sigmas = np.array([levels[i] if stage == 1 else levels[i + 1] for i, stage in plan])
+        super().__init__(schedule, torch.tensor(E.sigma_to_timestep(eval_sigmas, schedule), dtype=torch.float32))
+        self._eval_sigmas = eval_sigmas
+        self.reset()
+
+    def __repr__(self) -> str:
+        return (f"EDMSampler(levels={len(self.sigmas) - 1}, order={self.order}, network_calls={len(self)}, "
+                f"clip_x0={self.clip_x0})")
+
+    def reset(self) -> None:
+        self._call = 0
+        self._saved: tuple[torch.Tensor, torch.Tensor, float] | None = None  # (x_sigma_i, d_i, sigma_{i+1} - sigma_i)
+
+    def _t_int(self, t):  # the sequence has repeated, fractional entries: follow it by position
+        if isinstance(t, torch.Tensor):
+            t = t.reshape(-1)[0].item()
+        t = float(t)
+        if abs(t - float(self.timesteps[0])) < 1e-4:
+            self.reset()
+        if self._call >= len(self._plan):
+            raise ValueError(f"this sampler's {len(self._plan)} calls are done: call reset() to start a new run.")
+        expected = float(self.timesteps[self._call])
+        if abs(t - expected) > 1e-3 * max(1.0, abs(expected)):
+            raise ValueError(f"timestep {t} is not the next one of this sampler's sequence ({expected}): step through "
+                             "sampler.timesteps in order.")
+        return self._call
+
+    def previous_timestep(self, t):
+        raise NotImplementedError("EDMSampler follows its sequence by position; use sampler.timesteps and sampler.sigmas.")
+
+    alpha_bar_prev = previous_timestep
+
+    def step(self, model_output, t, x_t, generator=None, prediction_type="epsilon") -> torch.Tensor:
+        k = self._t_int(t)
+        i, stage = self._plan[k]
+        sigma = float(self._eval_sigmas[k])
+        _, x0 = predict_eps_x0(model_output, x_t, float(E.alpha_bar_from_sigma(sigma)), prediction_type)
+        if self.clip_x0:
+            x0 = x0.clamp(-1.0, 1.0)
+        x_sigma = x_t * math.sqrt(1.0 + sigma**2)  # x_t / sqrt(abar)
+        d = (x_sigma - x0) / sigma
+        sigma_next = float(self.sigmas[i + 1])
+        if stage == 1:
+            dt = sigma_next - sigma
+            out = x_sigma + dt * d
+            if self.order == 2 and sigma_next > 0:
+                self._saved = (x_sigma, d, dt)
+        else:
+            x_start, d_start, dt = self._saved
+            out = x_start + dt * 0.5 * (d_start + d)
+            self._saved = None
+        self._call += 1
+        return out / math.sqrt(1.0 + sigma_next**2)
+
+
+# ---------------------------------------------------------------------------------------------
 # the full loop
 
 
@@ -380,7 +501,8 @@ def build_sampler(
     eta: float = 0.0,
     clip_x0: bool | None = None,
 ):
-    """A sampler from its name: ``"ddpm"``, ``"ddim"`` or ``"dpm++"`` (defaults: all T, 50, 20 steps)."""
+    """A sampler from its name: ``"ddpm"``, ``"ddim"``, ``"dpm++"`` or ``"heun"`` (EDM, :class:`EDMSampler`)
+    (defaults: all T, 50, 20, 18 steps; Heun's N steps cost 2N - 1 network calls)."""
     T = schedule.num_timesteps
     clip = True if clip_x0 is None else bool(clip_x0)
     if sampler == "ddpm":
@@ -395,6 +517,10 @@ def build_sampler(
         if eta != 0.0:
             raise ValueError("eta is a DDIM setting; DPM-Solver++(2M) is deterministic: leave eta=0.")
         return DPMSolverSampler(schedule, num_steps=min(20, T) if num_steps is None else num_steps, clip_x0=clip)
+    if sampler == "heun":
+        if eta != 0.0:
+            raise ValueError("eta is a DDIM setting; EDM's Heun sampler is deterministic here: leave eta=0.")
+        return EDMSampler(schedule, num_steps=18 if num_steps is None else num_steps, clip_x0=clip)
     raise ValueError(f"Unknown sampler {sampler!r}: use one of {SAMPLER_NAMES} or a sampler instance.")
 
 
@@ -451,6 +577,7 @@ def sample(
         schedule: the NoiseSchedule the model was trained with.
         shape: (B, ...) of the samples, e.g. (16, 1, 32, 32) or (4000, 2).
         sampler: "ddpm" (default: all T steps), "ddim" (default 50 steps), "dpm++" (default 20 steps),
+            "heun" (EDM, default 18 steps = 35 network calls),
             or a sampler instance (then configure num_steps/eta/clip_x0 on the instance).
         num_steps, eta, clip_x0: settings for a sampler given by name (clip_x0 None: clip, as every sampler does by default; pass False for data outside [-1, 1]).
         generator: a torch.Generator; x_T and every step's noise are drawn from it (on its device, the CPU
@@ -514,8 +641,9 @@ def sample(
                     raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape is {shape}.")
                 x = x_T.to(device=device, dtype=torch.float32)
             trajectory = [x.detach().cpu()] if return_trajectory else None
+            t_dtype = torch.long if not samp.timesteps.is_floating_point() else torch.float32  # EDM: fractional
             for t in progress_bar(samp.timesteps.tolist(), desc=f"sampling ({type(samp).__name__})", disable=not progress, leave=False):
-                t_batch = torch.full((B,), t, dtype=torch.long, device=device)
+                t_batch = torch.full((B,), t, dtype=t_dtype, device=device)
                 out = guided_output(model, x, t_batch, labels, guidance_scale, null_label)
                 if out.shape != x.shape:
                     raise ValueError(

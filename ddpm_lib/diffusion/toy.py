@@ -28,6 +28,7 @@ import math
 import torch
 from torch import nn
 
+from ddpm_lib.diffusion.edm import alpha_bar_from_sigma, eps_from_score, timestep_to_sigma
 from ddpm_lib.diffusion.schedules import NoiseSchedule
 
 
@@ -189,7 +190,7 @@ class GaussianMixtureDenoiser(nn.Module):
         eps*(x_t, t) = -sqrt(1 - abar_t) grad log p_t(x_t)       (Tweedie; see the module docstring)
 
     Called like the course's networks, ``denoiser(x_t, t, labels=None)`` with t a LongTensor (B,) (or an
-    int) and x_t of shape (B, D) or any (B, ...) with prod(...) = D; returns eps of x_t's shape and dtype.
+    int; a float tensor is a fractional timestep, whose sigma is :func:`ddpm_lib.diffusion.edm.timestep_to_sigma`) and x_t of shape (B, D) or any (B, ...) with prod(...) = D; returns eps of x_t's shape and dtype.
 
     With ``conditional=True`` a label k in 0..K-1 selects component k (the exact class-conditional
     denoiser of p_0(x | k) = N(mu_k, Sigma_k)), and ``null_class = K`` means "unconditional", so the
@@ -207,6 +208,7 @@ class GaussianMixtureDenoiser(nn.Module):
         self.conditional = bool(conditional)
         self.null_class = mixture.num_components if conditional else None
         self.register_buffer("alpha_bars", schedule.alpha_bars.detach().to(torch.float64).cpu().clone())
+        self.schedule = schedule
 
     def forward(self, x_t: torch.Tensor, t, labels=None) -> torch.Tensor:
         B = x_t.shape[0]
@@ -214,9 +216,12 @@ class GaussianMixtureDenoiser(nn.Module):
         if x.shape[1] != self.mixture.dim:
             raise ValueError(f"x_t holds {x.shape[1]} numbers per sample but the mixture is {self.mixture.dim}-D.")
         if not isinstance(t, torch.Tensor):
-            t = torch.full((B,), int(t), dtype=torch.long)
-        t = t.to(torch.long).cpu().expand(B) if t.ndim == 0 else t.to(torch.long).cpu()
-        ab = self.alpha_bars.cpu()[t]
+            t = torch.full((B,), t, dtype=torch.float64 if isinstance(t, float) else torch.long)
+        t = t.cpu().expand(B) if t.ndim == 0 else t.cpu()
+        if t.is_floating_point():  # a fractional timestep (EDM's sampler): its sigma, interpolated in log sigma
+            ab = alpha_bar_from_sigma(torch.from_numpy(timestep_to_sigma(t.double().numpy(), self.schedule)))
+        else:
+            ab = self.alpha_bars.cpu()[t]
         mix = self.mixture
         x64 = x.detach().cpu().to(torch.float64)
         score = mix.score(x64, ab)
@@ -227,5 +232,5 @@ class GaussianMixtureDenoiser(nn.Module):
             cond = labels != self.null_class
             if cond.any():
                 score[cond] = mix.component_score(x64[cond], labels[cond], ab[cond])
-        eps = -(1.0 - ab)[:, None].sqrt() * score
+        eps = eps_from_score(score, ab[:, None])
         return eps.to(device=x_t.device, dtype=x_t.dtype).reshape(x_t.shape)

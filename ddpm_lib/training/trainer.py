@@ -88,7 +88,8 @@ class Trainer:
     gives a model holding them), ``run.path`` the run folder. The process is not seeded here.
     """
 
-    def __init__(self, config: TrainConfig, model: nn.Module | None = None, dataset=None, callbacks=None):
+    def __init__(self, config: TrainConfig, model: nn.Module | None = None, dataset=None, callbacks=None,
+                 loss_fn=None):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
 
@@ -132,6 +133,14 @@ class Trainer:
         self.step, self.end_step, self.stop_reason, self.smoothed_loss = 0, cfg.steps, None, math.nan
         self.progress = {"smoothed": 0.0, "smoothed_n": 0, "best_loss": math.inf, "es_best": math.inf, "es_best_step": 0}
         self._ema_model = None
+        # another objective on the same loop (e.g. ddpm_lib.diffusion.flow_matching.flow_matching_loss):
+        # loss_fn(model, x0, labels) -> scalar. Its checkpoints are not eps-models: keep them in their own folder.
+        if loss_fn is not None and not callable(loss_fn):
+            raise ValueError(f"loss_fn must be callable as loss_fn(model, x0, labels), got {type(loss_fn).__name__}.")
+        if loss_fn is not None and cfg.sample_every:
+            raise ValueError("TrainConfig.sample_every draws grids with the DDPM samplers, which a custom loss_fn's model "
+                             "does not fit: set sample_every=0 when passing loss_fn.")
+        self.loss_fn = loss_fn
 
     # ---- the time budget (config.minutes) ---------------------------------------------------------------------
     def seconds_spent(self) -> float:
@@ -224,9 +233,12 @@ class Trainer:
             no_sync = self.model.no_sync() if self.dist.enabled and not last_micro else contextlib.nullcontext()
             with no_sync:
                 with self._autocast():
-                    loss = training_loss(self.model, self.schedule, x, labels=labels, prediction_type=cfg.prediction_type,
-                                         loss_type=cfg.loss_type, min_snr_gamma=cfg.min_snr_gamma,
-                                         label_dropout=cfg.label_dropout)
+                    if self.loss_fn is not None:
+                        loss = self.loss_fn(self.model, x, labels)
+                    else:
+                        loss = training_loss(self.model, self.schedule, x, labels=labels, prediction_type=cfg.prediction_type,
+                                             loss_type=cfg.loss_type, min_snr_gamma=cfg.min_snr_gamma,
+                                             label_dropout=cfg.label_dropout)
                 self.scaler.scale(loss / cfg.grad_accum).backward()
             total += loss.detach() / cfg.grad_accum
         loss_value = float(dist_utils.all_reduce_mean(total, self.dist))
@@ -325,6 +337,6 @@ class Trainer:
                 cb.on_fit_end(self)
 
 
-def train(config: TrainConfig, model: nn.Module | None = None, dataset=None, callbacks=None) -> dict:
-    """``Trainer(config, model, dataset, callbacks).fit()``."""
-    return Trainer(config, model=model, dataset=dataset, callbacks=callbacks).fit()
+def train(config: TrainConfig, model: nn.Module | None = None, dataset=None, callbacks=None, loss_fn=None) -> dict:
+    """``Trainer(config, model, dataset, callbacks, loss_fn).fit()``."""
+    return Trainer(config, model=model, dataset=dataset, callbacks=callbacks, loss_fn=loss_fn).fit()
