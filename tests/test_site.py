@@ -35,6 +35,10 @@ def course(tmp_path_factory):
     demo = new_notebook(cells=[
         new_markdown_cell(f"# 00 · Demo\n\nThe jump: {MATHS}; symbols on [the notation page](../docs/notation.md)."),
         new_code_cell("import matplotlib.pyplot as plt\n\nplt.plot([0, 1], [1, 0])\nplt.show()"),
+        new_code_cell("import io\n\nfrom IPython.display import Image, display\nfrom PIL import Image as PILImage\n\n"
+                      "frames = [PILImage.new('L', (8, 8), v) for v in (0, 255)]\nbuf = io.BytesIO()\n"
+                      "frames[0].save(buf, format='GIF', save_all=True, append_images=frames[1:])\n"
+                      "display(Image(data=buf.getvalue(), format='gif'))"),  # an animation, as 05 shows one
     ])
     (root / "README.md").write_text("# Demo\n\n| # | notebook | what you do |\n|---|---|---|\n"
                                     "| 00 | [demo](notebooks/00_demo.ipynb) | draw a line |\n| 01 | next | read on |\n")
@@ -56,10 +60,11 @@ def course(tmp_path_factory):
 def test_the_site_of_executed_notebooks_has_its_pages_images_maths_and_links(course, tmp_path):
     root, executed = course
     expected = build_site(executed, tmp_path, STEMS, root=root)
-    assert expected == {"notebooks/00_demo.html": 1, "notebooks/01_next.html": 0, "docs/notation.html": 0, "index.html": 0}
+    assert expected == {"notebooks/00_demo.html": 2, "notebooks/01_next.html": 0, "docs/notation.html": 0, "index.html": 0}
     assert check_site(tmp_path, expected) == []
     demo = (tmp_path / "notebooks" / "00_demo.html").read_text()
     assert demo.count('src="data:image/png;base64,') == 1  # the figure, embedded
+    assert demo.count('src="data:image/gif;base64,') == 1  # the animation (nbconvert alone shows its text form)
     assert r"\sqrt{\bar\alpha_t}" in demo and "cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7" in demo  # left to MathJax
     assert 'href="../docs/notation.html"' in demo and (tmp_path / "docs" / "notation.html").is_file()
     assert 'href="01_next.html"' in demo and 'href="../index.html"' in demo  # the navigation bar
@@ -93,14 +98,15 @@ def test_a_page_without_its_images_is_reported(course, tmp_path):
     nbformat.write(nb, src / "00_demo.ipynb")
     site = tmp_path / "site"
     problems = check_site(site, build_site(src, site, STEMS, root=root))
-    assert problems == ["notebooks/00_demo.html: shows 0 embedded images, its notebook has 1 "
-                        "(was it executed? make site SITE_FROM= needs executed notebooks)"]
-    # a page keeps its images: the executed one's figure, cut out of its page, is missed too
+    assert problems == ["notebooks/00_demo.html: shows 0 embedded images, expected at least 1 (its notebook's "
+                        "image outputs, and one if its code plots: was it executed?)"]
+    # an executed notebook's page that lost one of its images (the animation) is reported too
     site2 = tmp_path / "site2"
     expected = build_site(executed, site2, STEMS, root=root)
     page = site2 / "notebooks" / "00_demo.html"
-    page.write_text(page.read_text().replace('src="data:image/png', 'src="data:text/plain'))
-    assert check_site(site2, expected)[0].startswith("notebooks/00_demo.html: shows 0 embedded images")
+    page.write_text(page.read_text().replace('src="data:image/gif', 'src="data:text/plain'))
+    assert check_site(site2, expected) == ["notebooks/00_demo.html: shows 1 embedded images, expected at least 2 "
+                                           "(its notebook's image outputs, and one if its code plots: was it executed?)"]
 
 
 def test_the_course_notebooks_render_and_every_local_link_resolves(tmp_path):

@@ -25,6 +25,7 @@ least one when its code plots (``plt.`` or ``show_images``), so a notebook that 
 from __future__ import annotations
 
 import argparse
+import copy
 import html
 import os
 import re
@@ -127,8 +128,20 @@ def _nav(page: str, links: list[tuple[str, str]]) -> str:
     return f'{NAV_CSS}<nav class="site-nav">{items}</nav>'
 
 
+def _with_gifs(nb):
+    """A copy of ``nb`` whose image/gif outputs also carry an HTML ``<img>`` of the GIF: nbconvert's templates
+    render png, jpeg and svg, and would show an animation (notebook 05's trajectory) as its text form."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            gif = out.get("data", {}).get("image/gif")
+            if gif and "text/html" not in out["data"]:
+                out["data"]["text/html"] = f'<img alt="animation" src="data:image/gif;base64,{"".join(gif.split())}">'
+    return nb
+
+
 def _render(exporter, nb, title: str, nav: str) -> str:
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    body, _ = exporter.from_notebook_node(_with_gifs(nb), resources={"metadata": {"name": title}})
     return body.replace("<main>", "<main>\n" + nav, 1)
 
 
@@ -227,8 +240,8 @@ def check_site(out: Path, expected: dict[str, int]) -> list[str]:
                 problems.append(f"{page}: broken link {ref!r} (no built file {target})")
         shown = len(EMBEDDED_IMG_RE.findall(text))
         if shown < fewest:
-            problems.append(f"{page}: shows {shown} embedded images, its notebook has {fewest} "
-                            "(was it executed? make site SITE_FROM= needs executed notebooks)")
+            problems.append(f"{page}: shows {shown} embedded images, expected at least {fewest} (its notebook's "
+                            "image outputs, and one if its code plots: was it executed?)")
     return problems
 
 
