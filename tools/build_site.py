@@ -31,6 +31,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTATION = "docs/notation.md"
@@ -105,7 +106,7 @@ def _rewrite_links(page_html: str, source: Path, page: str, pages: dict[str, str
         if not url or url.startswith("#") or EXTERNAL_RE.match(url):
             return m.group(0)
         path, sep, frag = html.unescape(url).partition("#")
-        target = Path(os.path.normpath(source.parent / path))
+        target = Path(os.path.normpath(source.parent / unquote(path)))
         try:
             rel = target.relative_to(root).as_posix()
         except ValueError:
@@ -235,7 +236,7 @@ def check_site(out: Path, expected: dict[str, int]) -> list[str]:
             continue
         text = path.read_text(encoding="utf-8")
         for ref in local_refs(text):
-            target = (path.parent / ref.partition("#")[0].partition("?")[0]).resolve()
+            target = (path.parent / unquote(ref.partition("#")[0].partition("?")[0])).resolve()
             if not target.is_file() or out.resolve() not in target.parents:
                 problems.append(f"{page}: broken link {ref!r} (no built file {target})")
         shown = len(EMBEDDED_IMG_RE.findall(text))
