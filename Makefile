@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .DEFAULT_GOAL := help
-.PHONY: weights release student-edition help install test test-unit test-notebooks test-student test-slow test-oldest run lab lint student grade data fid-weights bench gpu-data clean
+.PHONY: site weights release student-edition help install test test-unit test-notebooks test-student test-slow test-oldest run lab lint student grade data fid-weights bench gpu-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ run: $(STAMP) ## execute every notebook headless into build/notebooks/ (DDPM_MOD
 	@mkdir -p build/notebooks
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
 		--ExecutePreprocessor.kernel_name=python3 --output-dir build/notebooks $(NOTEBOOKS)
+
+site: $(STAMP) ## the rendered edition into build/site/: execute every notebook (DDPM_MODE), or SITE_FROM=dir of executed ones; a page each, notation, index; checks links and images
+	$(PY) -m tools.build_site $(if $(SITE_FROM),--from "$(SITE_FROM)") $(if $(MATHJAX_URL),--mathjax-url "$(MATHJAX_URL)")
 
 # Jupyter refuses to start as root (Docker, Colab-like containers) without --allow-root: pass it only then.
 # TOKEN=...: a fixed login token (Jupyter Server 2's IdentityProvider.token; ServerApp.token is deprecated).
