@@ -308,29 +308,130 @@ def _jupyter():
     return jupyter_client, nbclient, nbformat
 
 
-def run_notebook(path: Path, plan: list[tuple[str, str]], spec: dict) -> NotebookRun:
-    """Run one student notebook in a sandboxed kernel and grade its exercises from the grader's side."""
-    jupyter_client, nbclient, nbformat = _jupyter()
-    KernelSpec, AsyncKernelManager = jupyter_client.kernelspec.KernelSpec, jupyter_client.manager.AsyncKernelManager
-    NotebookClient, errors = nbclient.NotebookClient, nbclient.exceptions
-    CellExecutionError, CellTimeoutError, DeadKernelError = (
-        errors.CellExecutionError, errors.CellTimeoutError, errors.DeadKernelError)
-
-    timeout = float(spec["timeout"])
+def _read_notebook(path: Path):
+    """The parsed notebook, or a crashed :class:`NotebookRun` saying why it cannot be read."""
+    nbformat = _jupyter()[2]
     if os.lstat(path).st_size > MAX_NOTEBOOK_BYTES:
         return NotebookRun("crashed", f"the notebook is over {MAX_NOTEBOOK_BYTES // 2**20} MiB")
     try:
         with open(path, "rb") as fh:
-            nb = nbformat.reads(fh.read().decode("utf-8"), as_version=4)
+            return nbformat.reads(fh.read().decode("utf-8"), as_version=4)
     except Exception as e:  # noqa: BLE001 - any unreadable file is recorded, never fatal
         return NotebookRun("crashed", f"the notebook could not be read ({type(e).__name__}: {_first_line(e)})")
-    cells = [c for c in nb.cells if c.get("cell_type") == "code"]
-    sources = [c.source for c in cells]
-    run = NotebookRun("ok")
+
+
+def _library_answers(nb, plan: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """{exercise: ("uses library", the call)} for the answers whose source calls the library (static reading)."""
+    sources = [c.source for c in nb.cells if c.get("cell_type") == "code"]
+    found = {}
     for ex, binding in plan:
         use = library_use(sources, binding, ex) if binding else None
         if use:
-            run.results[ex] = ("uses library", f"{binding} {use}: write the exercise's code yourself")
+            found[ex] = ("uses library", f"{binding} {use}: write the exercise's code yourself")
+    return found
+
+
+def _kernel_env(work: Path, plan: list[tuple[str, str]], spec: dict) -> dict[str, str]:
+    """The student's kernel environment: minimal, FAST mode on the CPU, offline, checkers in capture mode."""
+    return sandbox.minimal_env(work, {
+        "DDPM_MODE": "fast", "DDPM_FAST": "1", "DDPM_OFFLINE": "1", "DDPM_RUNS_DIR": str(work / "runs"),
+        "DDPM_DATA_DIR": spec["data_dir"], sandbox.RUN_MARK_ENV: spec["mark"],
+        "DDPM_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": "",  # CUDA would not start under the address-space limit
+        GRADE_CAPTURE_ENV: json.dumps({ex: b for ex, b in plan if b}),
+    })
+
+
+def _sandboxed_kernel(work: Path, spec: dict, timeout: float):
+    """A kernel manager whose kernel starts inside the OS sandbox, hiding ``spec["hide"]``, under resource limits."""
+    jupyter_client = _jupyter()[0]
+    km = jupyter_client.manager.AsyncKernelManager(kernel_name=spec["kernel"])  # a blocking client would hang on a silent cell
+    base = km.kernel_spec
+    km._kernel_spec = jupyter_client.kernelspec.KernelSpec(
+        argv=sandbox.wrap(spec["sandbox"], list(base.argv), work, [Path(h) for h in spec["hide"]],
+                          sandbox.Limits(cpu_seconds=int(timeout + 4 * spec["call_timeout"]) + 60,
+                                         memory_bytes=int(spec["memory_gb"] * 2**30))),
+        display_name=base.display_name, language=base.language, env={}, interrupt_mode="signal")
+    return km
+
+
+def _cell_runner(client, at: dict):
+    """``execute(source, limit)`` for :class:`KernelCalls`: runs one extra cell, kernel failures as GraderFault."""
+    _, nbclient, nbformat = _jupyter()
+    errors = nbclient.exceptions
+
+    def execute(source: str, limit: float) -> None:
+        at["deadline"] = time.monotonic() + limit
+        cell = nbformat.v4.new_code_cell(source)
+        try:
+            client.execute_cell(cell, 0, store_history=False)
+        except errors.CellTimeoutError:
+            raise TimeoutError from None
+        except errors.DeadKernelError as e:
+            raise GraderFault(f"the kernel died ({_first_line(e)})") from None
+        except errors.CellExecutionError:
+            pass  # no answer file: the call reports it
+        except Exception as e:  # noqa: BLE001
+            raise GraderFault(f"the kernel could not run the call ({type(e).__name__})") from None
+
+    return execute
+
+
+def _grade_exercise(run: NotebookRun, calls: KernelCalls, ex: str, reached: str) -> None:
+    """Grade ``ex`` once, in the grader's process; a checker that never ran is "not reached: ``reached``"."""
+    if ex in run.results:
+        return
+    try:
+        run.results[ex] = outcome(ex, proxy(calls, ex))
+    except GraderFault as e:
+        why = str(e)
+        if "never ran" in why:
+            run.results[ex] = ("error", f"not reached: {reached}")
+        else:
+            run.results[ex] = ("error", f"not graded: {why}")
+
+
+def _run_cells(client, nb, plan: list[tuple[str, str]], run: NotebookRun, calls: KernelCalls, at: dict,
+               start: float, timeout: float) -> None:
+    """Run the code cells in order, grading each exercise after its checker's cell; how the run ended goes to ``run``."""
+    errors = _jupyter()[1].exceptions
+    at_cell = None
+    try:
+        at["deadline"] = start + timeout
+        for index, cell in enumerate(nb.cells):
+            if cell.get("cell_type") != "code":
+                continue
+            at_cell = index
+            at["deadline"] = start + timeout
+            client.execute_cell(cell, index)
+            for name in _CALL.findall(cell.source):
+                key = name.removeprefix("check_")
+                if any(key == ex for ex, _ in plan):
+                    _grade_exercise(run, calls, key, "")
+    except errors.CellExecutionError as e:
+        run.state = "crashed"
+        run.reason = f"the notebook stopped at cell {at_cell + 1} of {len(nb.cells)} with {e.ename}: {_first_line(e.evalue)}"
+    except (errors.CellTimeoutError, TimeoutError):
+        run.state = "timeout"
+        run.reason = f"the notebook ran past the {timeout:g} s limit (at cell {(at_cell or 0) + 1} of {len(nb.cells)})"
+    except errors.DeadKernelError as e:
+        run.state = "crashed"
+        run.reason = f"the kernel died at cell {(at_cell or 0) + 1} of {len(nb.cells)} ({_first_line(e)})"
+        calls.lost = "the kernel died"
+    if run.state == "timeout":
+        calls.lost = run.reason
+    reached = "the checker never ran (its cell was removed or changed)" if run.state == "ok" else run.reason
+    for ex, _ in plan:
+        _grade_exercise(run, calls, ex, reached)
+
+
+def run_notebook(path: Path, plan: list[tuple[str, str]], spec: dict) -> NotebookRun:
+    """Run one student notebook in a sandboxed kernel and grade its exercises from the grader's side."""
+    NotebookClient = _jupyter()[1].NotebookClient
+    timeout = float(spec["timeout"])
+    nb = _read_notebook(path)
+    if isinstance(nb, NotebookRun):
+        return nb
+    run = NotebookRun("ok", results=_library_answers(nb, plan))
 
     tmp = Path(tempfile.mkdtemp(prefix="ddpm-grade-"))
     work = tmp / "work"
@@ -338,86 +439,20 @@ def run_notebook(path: Path, plan: list[tuple[str, str]], spec: dict) -> Noteboo
         _copy_folder(path.parent, work)
         for other in work.glob("*.ipynb"):
             other.unlink()  # the kernel sees its own folder's other files, never the notebooks
-        env = sandbox.minimal_env(work, {
-            "DDPM_MODE": "fast", "DDPM_FAST": "1", "DDPM_OFFLINE": "1", "DDPM_RUNS_DIR": str(work / "runs"),
-            "DDPM_DATA_DIR": spec["data_dir"], sandbox.RUN_MARK_ENV: spec["mark"],
-            "DDPM_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": "",  # CUDA would not start under the address-space limit
-            GRADE_CAPTURE_ENV: json.dumps({ex: b for ex, b in plan if b}),
-        })
-        km = AsyncKernelManager(kernel_name=spec["kernel"])  # a blocking client would hang on a silent cell
-        base = km.kernel_spec
-        km._kernel_spec = KernelSpec(
-            argv=sandbox.wrap(spec["sandbox"], list(base.argv), work, [Path(h) for h in spec["hide"]],
-                              sandbox.Limits(cpu_seconds=int(timeout + 4 * spec["call_timeout"]) + 60,
-                                             memory_bytes=int(spec["memory_gb"] * 2**30))),
-            display_name=base.display_name, language=base.language, env={}, interrupt_mode="signal")
+        env = _kernel_env(work, plan, spec)
+        km = _sandboxed_kernel(work, spec, timeout)
         at = {"deadline": time.monotonic() + timeout}
         client = NotebookClient(nb, km=km, resources={"metadata": {"path": str(work)}}, allow_errors=False,
                                 timeout_func=lambda cell: max(1, int(math.ceil(at["deadline"] - time.monotonic()))),
                                 shutdown_kernel="immediate", iopub_timeout=10)
         start = time.monotonic()
         call_budget = 4 * spec["call_timeout"] + 30
-
-        def execute(source: str, limit: float) -> None:
-            at["deadline"] = time.monotonic() + limit
-            cell = nbformat.v4.new_code_cell(source)
-            try:
-                client.execute_cell(cell, 0, store_history=False)
-            except CellTimeoutError:
-                raise TimeoutError from None
-            except DeadKernelError as e:
-                raise GraderFault(f"the kernel died ({_first_line(e)})") from None
-            except CellExecutionError:
-                pass  # no answer file: the call reports it
-            except Exception as e:  # noqa: BLE001
-                raise GraderFault(f"the kernel could not run the call ({type(e).__name__})") from None
-
-        calls = KernelCalls(execute, work, spec["call_timeout"],
+        calls = KernelCalls(_cell_runner(client, at), work, spec["call_timeout"],
                             remaining=lambda: start + timeout + call_budget - time.monotonic())
-
-        def grade_exercise(ex: str, reached: str) -> None:
-            if ex in run.results:
-                return
-            try:
-                run.results[ex] = outcome(ex, proxy(calls, ex))
-            except GraderFault as e:
-                why = str(e)
-                if "never ran" in why:
-                    run.results[ex] = ("error", f"not reached: {reached}")
-                else:
-                    run.results[ex] = ("error", f"not graded: {why}")
-
-        at_cell = None
         err = open(tmp / "kernel_stderr.txt", "w", encoding="utf-8")
         try:
             with client.setup_kernel(env=env, cwd=str(work), stdout=subprocess.DEVNULL, stderr=err):
-                try:
-                    at["deadline"] = start + timeout
-                    for index, cell in enumerate(nb.cells):
-                        if cell.get("cell_type") != "code":
-                            continue
-                        at_cell = index
-                        at["deadline"] = start + timeout
-                        client.execute_cell(cell, index)
-                        for name in _CALL.findall(cell.source):
-                            key = name.removeprefix("check_")
-                            if any(key == ex for ex, _ in plan):
-                                grade_exercise(key, "")
-                except CellExecutionError as e:
-                    run.state = "crashed"
-                    run.reason = f"the notebook stopped at cell {at_cell + 1} of {len(nb.cells)} with {e.ename}: {_first_line(e.evalue)}"
-                except (CellTimeoutError, TimeoutError):
-                    run.state = "timeout"
-                    run.reason = f"the notebook ran past the {timeout:g} s limit (at cell {(at_cell or 0) + 1} of {len(nb.cells)})"
-                except DeadKernelError as e:
-                    run.state = "crashed"
-                    run.reason = f"the kernel died at cell {(at_cell or 0) + 1} of {len(nb.cells)} ({_first_line(e)})"
-                    calls.lost = "the kernel died"
-                if run.state == "timeout":
-                    calls.lost = run.reason
-                reached = "the checker never ran (its cell was removed or changed)" if run.state == "ok" else run.reason
-                for ex, _ in plan:
-                    grade_exercise(ex, reached)
+                _run_cells(client, nb, plan, run, calls, at, start, timeout)
         except Exception as e:  # noqa: BLE001 - a kernel that cannot start or stop never stops the class
             run.state = "crashed"
             run.reason = f"the notebook could not run ({type(e).__name__}: {_first_line(e)})"
