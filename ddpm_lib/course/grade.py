@@ -522,15 +522,8 @@ def worker() -> int:
 # --- the class, in the grader -----------------------------------------------------------------------
 
 
-def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dict, options: dict,
-                  progress=print) -> tuple[list[dict], list[str]]:
-    """Grade one student in a child process; returns (rows, notebooks not finished). Never raises for the student."""
-
-    token = secrets.token_hex(16)
-    spec = dict(options, student=student.name, folder=str(student), notebooks=notebooks, token=token,
-                plans={nb: plans[nb] for nb in notebooks}, refused=refused, mark=secrets.token_hex(12),
-                parent=os.getpid())
-    limit = len(notebooks) * (options["timeout"] + 6 * options["call_timeout"] + 120)
+def _start_worker(spec: dict) -> tuple[subprocess.Popen, object]:
+    """Start the child that grades one student (its own session) and hand it ``spec``; returns (process, its stderr file)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
     errors = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
@@ -538,11 +531,18 @@ def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dic
                             stdout=subprocess.PIPE, stderr=errors, start_new_session=True, env=env, text=True)
     proc.stdin.write(json.dumps(spec) + "\n")
     proc.stdin.close()
+    return proc, errors
+
+
+def _read_worker(proc: subprocess.Popen, token: str, student: str, notebooks: list[str], deadline: float,
+                 progress) -> tuple[list[dict], list[str], set[str]]:
+    """Read the worker's ``token``-prefixed JSON lines until it ends or ``deadline``: (rows, unfinished, notebooks done).
+
+    Lines without the token, malformed ones, a notebook not asked for or seen before, and rows that are not
+    this student's, this notebook's or of a known status are ignored (the student's code can print too)."""
     rows: list[dict] = []
     unfinished: list[str] = []
     done: set[str] = set()
-    deadline = time.monotonic() + limit
-
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     buffer = ""
@@ -568,13 +568,18 @@ def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dic
                 continue
             done.add(nb)
             new = [{k: str(r.get(k, "")) for k in FIELDS} for r in got.get("rows", [])
-                   if r.get("student") == student.name and r.get("notebook") == nb and r.get("status") in STATUSES]
+                   if r.get("student") == student and r.get("notebook") == nb and r.get("status") in STATUSES]
             rows += new
             if got.get("state") not in ("ok", "missing"):
                 unfinished.append(f"{nb}: {got.get('reason', '')}")
             counts = {s: sum(r["status"] == s for r in new) for s in STATUSES}
-            progress(f"{shown(student.name)}/{nb}: {got.get('state')} in {float(got.get('seconds') or 0):.1f} s; "
+            progress(f"{shown(student)}/{nb}: {got.get('state')} in {float(got.get('seconds') or 0):.1f} s; "
                      + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    return rows, unfinished, done
+
+
+def _stop_worker(proc: subprocess.Popen, errors, mark: str, deadline: float) -> str:
+    """Wait for the worker (30 s at most), kill its session and its kernels; returns why it ended early, or ''."""
     try:
         proc.wait(timeout=max(1.0, min(30.0, deadline - time.monotonic())))
         killed_by = ""
@@ -585,7 +590,7 @@ def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dic
     except OSError:
         pass
     proc.wait()
-    sandbox.kill_marked(spec["mark"])
+    sandbox.kill_marked(mark)
     if killed_by == "" and proc.returncode != 0:
         killed_by = f"was killed (exit code {proc.returncode}; a notebook may have killed it)"
     errors.seek(0)
@@ -593,6 +598,22 @@ def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dic
     errors.close()
     if killed_by and last:
         killed_by += f" [{last[0][:200]}]"
+    return killed_by
+
+
+def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dict, options: dict,
+                  progress=print) -> tuple[list[dict], list[str]]:
+    """Grade one student in a child process; returns (rows, notebooks not finished). Never raises for the student."""
+
+    token = secrets.token_hex(16)
+    spec = dict(options, student=student.name, folder=str(student), notebooks=notebooks, token=token,
+                plans={nb: plans[nb] for nb in notebooks}, refused=refused, mark=secrets.token_hex(12),
+                parent=os.getpid())
+    limit = len(notebooks) * (options["timeout"] + 6 * options["call_timeout"] + 120)
+    proc, errors = _start_worker(spec)
+    deadline = time.monotonic() + limit
+    rows, unfinished, done = _read_worker(proc, token, student.name, notebooks, deadline, progress)
+    killed_by = _stop_worker(proc, errors, spec["mark"], deadline)
     for nb in notebooks:
         if nb not in done:
             why = f"not graded: the grading process for this student {killed_by or 'ended early'} during {nb}"
