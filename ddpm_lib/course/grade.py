@@ -681,6 +681,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Refused(Exception):
+    """An input the grader will not start with; the message is the one line printed (exit code 2)."""
+
+
+def _checked_inputs(args, submissions: Path, instructor: Path, out: Path) -> tuple[dict, Scan, list[str], str]:
+    """(plans, scan, notebooks to grade, sandbox mode) once every input is usable; else raises :class:`_Refused`."""
+    if not submissions.is_dir():
+        raise _Refused(f"SUBMISSIONS {submissions} is not a folder; give the folder holding one sub-folder per student.")
+    if not instructor.is_dir() or not any(instructor.glob("*.ipynb")):
+        raise _Refused(f"--instructor {instructor} holds no notebooks; point it at the course's notebooks/ folder.")
+    plans = instructor_plan(instructor)
+    found = scan(submissions, set(plans))
+    if not found.students:
+        raise _Refused(f"{submissions} holds no student folders; expected {submissions}/<student>/<notebook>.ipynb.")
+    notebooks = sorted({nb for s in found.students for nb in plans if handed_in(s / nb) or nb in found.refused[s.name]})
+    if not notebooks:
+        raise _Refused(f"no course notebooks were handed in: {submissions}/<student>/ folders hold no .ipynb files "
+                       f"named like those in {instructor}.")
+    if not out.parent.is_dir():
+        raise _Refused(f"--out {out}: the folder {out.parent} does not exist; create it or choose another path.")
+    try:  # the no-clobber rule (ddpm_lib.files): replace only an (empty or) grades CSV, unless --overwrite
+        for path, fields in ((args.out, FIELDS), (None, SUMMARY_FIELDS)):
+            check_output_file(summary_path(out) if path is None else path, option="--out", kind="a grades CSV",
+                              overwrite=args.overwrite and not args.resume,
+                              is_own=lambda p, f=fields: p.stat().st_size == 0 or _is_grades_csv(p, f))
+    except ClobberError as e:
+        raise _Refused(str(e)) from None
+    try:
+        _jupyter()[0].kernelspec.KernelSpecManager().get_kernel_spec(args.kernel)
+    except Exception:  # noqa: BLE001 - NoSuchKernel and friends: one line
+        raise _Refused(f"--kernel {args.kernel}: no such Jupyter kernel here; list them with `jupyter kernelspec list`.") from None
+    if args.resume and not out.exists():
+        raise _Refused(f"--resume: {out} does not exist; run without --resume to start the class.")
+    mode = sandbox.detect(args.sandbox)
+    if args.sandbox not in ("auto", mode):
+        raise _Refused(f"--sandbox {args.sandbox} does not work on this machine; use --sandbox auto.")
+    return plans, found, notebooks, mode
+
+
+def _rebuild_summary_lines(out: Path, students: set[str], mode: str) -> None:
+    """Append the summary lines of ``students`` (in grades.csv, killed before their summary line) from their rows."""
+    with open(out, encoding="utf-8", newline="") as fh:
+        old_rows = list(csv.DictReader(fh))
+    for student in sorted(students):
+        mine = [r for r in old_rows if r["student"] == student]
+        append_rows(summary_path(out), SUMMARY_FIELDS,
+                    [summary_line(student, mine, [], ["summary line rebuilt by --resume"], mode)])
+
+
+def _print_table(summary: list[dict]) -> None:
+    """The summary as a table on the terminal: the counts per status and the notes, one student a line."""
+    print()
+    print(f"{'student':20s} {'correct':>7s} {'wrong':>5s} {'not done':>8s} {'library':>7s} {'error':>5s}  notes")
+    for line in summary:
+        extra = "; ".join(x for x in (line["notebooks_not_finished"], line["notes"]) if x)
+        print(f"{shown(line['student'])[:20]:20s} {line['correct']:7d} {line['wrong']:5d} {line['not_done']:8d} "
+              f"{line['uses_library']:7d} {line['error']:5d}  {shown(extra) or '-'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv == [_WORKER_FLAG]:
@@ -695,43 +754,12 @@ def main(argv: list[str] | None = None) -> int:
     submissions = Path(args.submissions)
     instructor = Path(args.instructor) if args.instructor else default_instructor_dir()
     out = Path(args.out)
-
-    def refuse(message: str) -> int:
-        print(f"grade: {message}", file=sys.stderr)
+    try:
+        plans, found, notebooks, mode = _checked_inputs(args, submissions, instructor, out)
+    except _Refused as e:
+        print(f"grade: {e}", file=sys.stderr)
         return 2
 
-    if not submissions.is_dir():
-        return refuse(f"SUBMISSIONS {submissions} is not a folder; give the folder holding one sub-folder per student.")
-    if not instructor.is_dir() or not any(instructor.glob("*.ipynb")):
-        return refuse(f"--instructor {instructor} holds no notebooks; point it at the course's notebooks/ folder.")
-    plans = instructor_plan(instructor)
-    found = scan(submissions, set(plans))
-    if not found.students:
-        return refuse(f"{submissions} holds no student folders; expected {submissions}/<student>/<notebook>.ipynb.")
-    notebooks = sorted({nb for s in found.students for nb in plans if handed_in(s / nb) or nb in found.refused[s.name]})
-    if not notebooks:
-        return refuse(f"no course notebooks were handed in: {submissions}/<student>/ folders hold no .ipynb files "
-                      f"named like those in {instructor}.")
-    if not out.parent.is_dir():
-        return refuse(f"--out {out}: the folder {out.parent} does not exist; create it or choose another path.")
-    try:  # the no-clobber rule (ddpm_lib.files): replace only an (empty or) grades CSV, unless --overwrite
-        for path, fields in ((args.out, FIELDS), (None, SUMMARY_FIELDS)):
-            check_output_file(summary_path(out) if path is None else path, option="--out", kind="a grades CSV",
-                              overwrite=args.overwrite and not args.resume,
-                              is_own=lambda p, f=fields: p.stat().st_size == 0 or _is_grades_csv(p, f))
-    except ClobberError as e:
-        return refuse(str(e))
-    try:
-        _jupyter()[0].kernelspec.KernelSpecManager().get_kernel_spec(args.kernel)
-    except Exception:  # noqa: BLE001 - NoSuchKernel and friends: one line
-        return refuse(f"--kernel {args.kernel}: no such Jupyter kernel here; list them with `jupyter kernelspec list`.")
-    if args.resume and not out.exists():
-        return refuse(f"--resume: {out} does not exist; run without --resume to start the class.")
-
-
-    mode = sandbox.detect(args.sandbox)
-    if args.sandbox not in ("auto", mode):
-        return refuse(f"--sandbox {args.sandbox} does not work on this machine; use --sandbox auto.")
     print(f"grade: sandbox: {mode} ({sandbox.describe(mode)})")
     done: set[str] = set()
     if args.resume:
@@ -749,12 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = []
     in_summary = _done_students(summary_path(out)) if args.resume and summary_path(out).exists() else set()
     if done - in_summary:  # killed between a student's rows and their summary line: rebuild it from the rows
-        with open(out, encoding="utf-8", newline="") as fh:
-            old_rows = list(csv.DictReader(fh))
-        for student in sorted(done - in_summary):
-            mine = [r for r in old_rows if r["student"] == student]
-            append_rows(summary_path(out), SUMMARY_FIELDS,
-                        [summary_line(student, mine, [], ["summary line rebuilt by --resume"], mode)])
+        _rebuild_summary_lines(out, done - in_summary, mode)
     for name in found.skipped:
         student = name.split(":")[0]
         if neutral(student) not in in_summary:
@@ -774,12 +797,7 @@ def main(argv: list[str] | None = None) -> int:
         append_rows(summary_path(out), SUMMARY_FIELDS, [line])
         summary.append(line)
         total += len(rows)
-    print()
-    print(f"{'student':20s} {'correct':>7s} {'wrong':>5s} {'not done':>8s} {'library':>7s} {'error':>5s}  notes")
-    for line in summary:
-        extra = "; ".join(x for x in (line["notebooks_not_finished"], line["notes"]) if x)
-        print(f"{shown(line['student'])[:20]:20s} {line['correct']:7d} {line['wrong']:5d} {line['not_done']:8d} "
-              f"{line['uses_library']:7d} {line['error']:5d}  {shown(extra) or '-'}")
+    _print_table(summary)
     print(f"\nWrote {out} ({total} rows) and {summary_path(out)}; sandbox: {mode}.")
     return 0
 
