@@ -308,29 +308,130 @@ def _jupyter():
     return jupyter_client, nbclient, nbformat
 
 
-def run_notebook(path: Path, plan: list[tuple[str, str]], spec: dict) -> NotebookRun:
-    """Run one student notebook in a sandboxed kernel and grade its exercises from the grader's side."""
-    jupyter_client, nbclient, nbformat = _jupyter()
-    KernelSpec, AsyncKernelManager = jupyter_client.kernelspec.KernelSpec, jupyter_client.manager.AsyncKernelManager
-    NotebookClient, errors = nbclient.NotebookClient, nbclient.exceptions
-    CellExecutionError, CellTimeoutError, DeadKernelError = (
-        errors.CellExecutionError, errors.CellTimeoutError, errors.DeadKernelError)
-
-    timeout = float(spec["timeout"])
+def _read_notebook(path: Path):
+    """The parsed notebook, or a crashed :class:`NotebookRun` saying why it cannot be read."""
+    nbformat = _jupyter()[2]
     if os.lstat(path).st_size > MAX_NOTEBOOK_BYTES:
         return NotebookRun("crashed", f"the notebook is over {MAX_NOTEBOOK_BYTES // 2**20} MiB")
     try:
         with open(path, "rb") as fh:
-            nb = nbformat.reads(fh.read().decode("utf-8"), as_version=4)
+            return nbformat.reads(fh.read().decode("utf-8"), as_version=4)
     except Exception as e:  # noqa: BLE001 - any unreadable file is recorded, never fatal
         return NotebookRun("crashed", f"the notebook could not be read ({type(e).__name__}: {_first_line(e)})")
-    cells = [c for c in nb.cells if c.get("cell_type") == "code"]
-    sources = [c.source for c in cells]
-    run = NotebookRun("ok")
+
+
+def _library_answers(nb, plan: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """{exercise: ("uses library", the call)} for the answers whose source calls the library (static reading)."""
+    sources = [c.source for c in nb.cells if c.get("cell_type") == "code"]
+    found = {}
     for ex, binding in plan:
         use = library_use(sources, binding, ex) if binding else None
         if use:
-            run.results[ex] = ("uses library", f"{binding} {use}: write the exercise's code yourself")
+            found[ex] = ("uses library", f"{binding} {use}: write the exercise's code yourself")
+    return found
+
+
+def _kernel_env(work: Path, plan: list[tuple[str, str]], spec: dict) -> dict[str, str]:
+    """The student's kernel environment: minimal, FAST mode on the CPU, offline, checkers in capture mode."""
+    return sandbox.minimal_env(work, {
+        "DDPM_MODE": "fast", "DDPM_FAST": "1", "DDPM_OFFLINE": "1", "DDPM_RUNS_DIR": str(work / "runs"),
+        "DDPM_DATA_DIR": spec["data_dir"], sandbox.RUN_MARK_ENV: spec["mark"],
+        "DDPM_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": "",  # CUDA would not start under the address-space limit
+        GRADE_CAPTURE_ENV: json.dumps({ex: b for ex, b in plan if b}),
+    })
+
+
+def _sandboxed_kernel(work: Path, spec: dict, timeout: float):
+    """A kernel manager whose kernel starts inside the OS sandbox, hiding ``spec["hide"]``, under resource limits."""
+    jupyter_client = _jupyter()[0]
+    km = jupyter_client.manager.AsyncKernelManager(kernel_name=spec["kernel"])  # a blocking client would hang on a silent cell
+    base = km.kernel_spec
+    km._kernel_spec = jupyter_client.kernelspec.KernelSpec(
+        argv=sandbox.wrap(spec["sandbox"], list(base.argv), work, [Path(h) for h in spec["hide"]],
+                          sandbox.Limits(cpu_seconds=int(timeout + 4 * spec["call_timeout"]) + 60,
+                                         memory_bytes=int(spec["memory_gb"] * 2**30))),
+        display_name=base.display_name, language=base.language, env={}, interrupt_mode="signal")
+    return km
+
+
+def _cell_runner(client, at: dict):
+    """``execute(source, limit)`` for :class:`KernelCalls`: runs one extra cell, kernel failures as GraderFault."""
+    _, nbclient, nbformat = _jupyter()
+    errors = nbclient.exceptions
+
+    def execute(source: str, limit: float) -> None:
+        at["deadline"] = time.monotonic() + limit
+        cell = nbformat.v4.new_code_cell(source)
+        try:
+            client.execute_cell(cell, 0, store_history=False)
+        except errors.CellTimeoutError:
+            raise TimeoutError from None
+        except errors.DeadKernelError as e:
+            raise GraderFault(f"the kernel died ({_first_line(e)})") from None
+        except errors.CellExecutionError:
+            pass  # no answer file: the call reports it
+        except Exception as e:  # noqa: BLE001
+            raise GraderFault(f"the kernel could not run the call ({type(e).__name__})") from None
+
+    return execute
+
+
+def _grade_exercise(run: NotebookRun, calls: KernelCalls, ex: str, reached: str) -> None:
+    """Grade ``ex`` once, in the grader's process; a checker that never ran is "not reached: ``reached``"."""
+    if ex in run.results:
+        return
+    try:
+        run.results[ex] = outcome(ex, proxy(calls, ex))
+    except GraderFault as e:
+        why = str(e)
+        if "never ran" in why:
+            run.results[ex] = ("error", f"not reached: {reached}")
+        else:
+            run.results[ex] = ("error", f"not graded: {why}")
+
+
+def _run_cells(client, nb, plan: list[tuple[str, str]], run: NotebookRun, calls: KernelCalls, at: dict,
+               start: float, timeout: float) -> None:
+    """Run the code cells in order, grading each exercise after its checker's cell; how the run ended goes to ``run``."""
+    errors = _jupyter()[1].exceptions
+    at_cell = None
+    try:
+        at["deadline"] = start + timeout
+        for index, cell in enumerate(nb.cells):
+            if cell.get("cell_type") != "code":
+                continue
+            at_cell = index
+            at["deadline"] = start + timeout
+            client.execute_cell(cell, index)
+            for name in _CALL.findall(cell.source):
+                key = name.removeprefix("check_")
+                if any(key == ex for ex, _ in plan):
+                    _grade_exercise(run, calls, key, "")
+    except errors.CellExecutionError as e:
+        run.state = "crashed"
+        run.reason = f"the notebook stopped at cell {at_cell + 1} of {len(nb.cells)} with {e.ename}: {_first_line(e.evalue)}"
+    except (errors.CellTimeoutError, TimeoutError):
+        run.state = "timeout"
+        run.reason = f"the notebook ran past the {timeout:g} s limit (at cell {(at_cell or 0) + 1} of {len(nb.cells)})"
+    except errors.DeadKernelError as e:
+        run.state = "crashed"
+        run.reason = f"the kernel died at cell {(at_cell or 0) + 1} of {len(nb.cells)} ({_first_line(e)})"
+        calls.lost = "the kernel died"
+    if run.state == "timeout":
+        calls.lost = run.reason
+    reached = "the checker never ran (its cell was removed or changed)" if run.state == "ok" else run.reason
+    for ex, _ in plan:
+        _grade_exercise(run, calls, ex, reached)
+
+
+def run_notebook(path: Path, plan: list[tuple[str, str]], spec: dict) -> NotebookRun:
+    """Run one student notebook in a sandboxed kernel and grade its exercises from the grader's side."""
+    NotebookClient = _jupyter()[1].NotebookClient
+    timeout = float(spec["timeout"])
+    nb = _read_notebook(path)
+    if isinstance(nb, NotebookRun):
+        return nb
+    run = NotebookRun("ok", results=_library_answers(nb, plan))
 
     tmp = Path(tempfile.mkdtemp(prefix="ddpm-grade-"))
     work = tmp / "work"
@@ -338,86 +439,20 @@ def run_notebook(path: Path, plan: list[tuple[str, str]], spec: dict) -> Noteboo
         _copy_folder(path.parent, work)
         for other in work.glob("*.ipynb"):
             other.unlink()  # the kernel sees its own folder's other files, never the notebooks
-        env = sandbox.minimal_env(work, {
-            "DDPM_MODE": "fast", "DDPM_FAST": "1", "DDPM_OFFLINE": "1", "DDPM_RUNS_DIR": str(work / "runs"),
-            "DDPM_DATA_DIR": spec["data_dir"], sandbox.RUN_MARK_ENV: spec["mark"],
-            "DDPM_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": "",  # CUDA would not start under the address-space limit
-            GRADE_CAPTURE_ENV: json.dumps({ex: b for ex, b in plan if b}),
-        })
-        km = AsyncKernelManager(kernel_name=spec["kernel"])  # a blocking client would hang on a silent cell
-        base = km.kernel_spec
-        km._kernel_spec = KernelSpec(
-            argv=sandbox.wrap(spec["sandbox"], list(base.argv), work, [Path(h) for h in spec["hide"]],
-                              sandbox.Limits(cpu_seconds=int(timeout + 4 * spec["call_timeout"]) + 60,
-                                             memory_bytes=int(spec["memory_gb"] * 2**30))),
-            display_name=base.display_name, language=base.language, env={}, interrupt_mode="signal")
+        env = _kernel_env(work, plan, spec)
+        km = _sandboxed_kernel(work, spec, timeout)
         at = {"deadline": time.monotonic() + timeout}
         client = NotebookClient(nb, km=km, resources={"metadata": {"path": str(work)}}, allow_errors=False,
                                 timeout_func=lambda cell: max(1, int(math.ceil(at["deadline"] - time.monotonic()))),
                                 shutdown_kernel="immediate", iopub_timeout=10)
         start = time.monotonic()
         call_budget = 4 * spec["call_timeout"] + 30
-
-        def execute(source: str, limit: float) -> None:
-            at["deadline"] = time.monotonic() + limit
-            cell = nbformat.v4.new_code_cell(source)
-            try:
-                client.execute_cell(cell, 0, store_history=False)
-            except CellTimeoutError:
-                raise TimeoutError from None
-            except DeadKernelError as e:
-                raise GraderFault(f"the kernel died ({_first_line(e)})") from None
-            except CellExecutionError:
-                pass  # no answer file: the call reports it
-            except Exception as e:  # noqa: BLE001
-                raise GraderFault(f"the kernel could not run the call ({type(e).__name__})") from None
-
-        calls = KernelCalls(execute, work, spec["call_timeout"],
+        calls = KernelCalls(_cell_runner(client, at), work, spec["call_timeout"],
                             remaining=lambda: start + timeout + call_budget - time.monotonic())
-
-        def grade_exercise(ex: str, reached: str) -> None:
-            if ex in run.results:
-                return
-            try:
-                run.results[ex] = outcome(ex, proxy(calls, ex))
-            except GraderFault as e:
-                why = str(e)
-                if "never ran" in why:
-                    run.results[ex] = ("error", f"not reached: {reached}")
-                else:
-                    run.results[ex] = ("error", f"not graded: {why}")
-
-        at_cell = None
         err = open(tmp / "kernel_stderr.txt", "w", encoding="utf-8")
         try:
             with client.setup_kernel(env=env, cwd=str(work), stdout=subprocess.DEVNULL, stderr=err):
-                try:
-                    at["deadline"] = start + timeout
-                    for index, cell in enumerate(nb.cells):
-                        if cell.get("cell_type") != "code":
-                            continue
-                        at_cell = index
-                        at["deadline"] = start + timeout
-                        client.execute_cell(cell, index)
-                        for name in _CALL.findall(cell.source):
-                            key = name.removeprefix("check_")
-                            if any(key == ex for ex, _ in plan):
-                                grade_exercise(key, "")
-                except CellExecutionError as e:
-                    run.state = "crashed"
-                    run.reason = f"the notebook stopped at cell {at_cell + 1} of {len(nb.cells)} with {e.ename}: {_first_line(e.evalue)}"
-                except (CellTimeoutError, TimeoutError):
-                    run.state = "timeout"
-                    run.reason = f"the notebook ran past the {timeout:g} s limit (at cell {(at_cell or 0) + 1} of {len(nb.cells)})"
-                except DeadKernelError as e:
-                    run.state = "crashed"
-                    run.reason = f"the kernel died at cell {(at_cell or 0) + 1} of {len(nb.cells)} ({_first_line(e)})"
-                    calls.lost = "the kernel died"
-                if run.state == "timeout":
-                    calls.lost = run.reason
-                reached = "the checker never ran (its cell was removed or changed)" if run.state == "ok" else run.reason
-                for ex, _ in plan:
-                    grade_exercise(ex, reached)
+                _run_cells(client, nb, plan, run, calls, at, start, timeout)
         except Exception as e:  # noqa: BLE001 - a kernel that cannot start or stop never stops the class
             run.state = "crashed"
             run.reason = f"the notebook could not run ({type(e).__name__}: {_first_line(e)})"
@@ -487,15 +522,8 @@ def worker() -> int:
 # --- the class, in the grader -----------------------------------------------------------------------
 
 
-def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dict, options: dict,
-                  progress=print) -> tuple[list[dict], list[str]]:
-    """Grade one student in a child process; returns (rows, notebooks not finished). Never raises for the student."""
-
-    token = secrets.token_hex(16)
-    spec = dict(options, student=student.name, folder=str(student), notebooks=notebooks, token=token,
-                plans={nb: plans[nb] for nb in notebooks}, refused=refused, mark=secrets.token_hex(12),
-                parent=os.getpid())
-    limit = len(notebooks) * (options["timeout"] + 6 * options["call_timeout"] + 120)
+def _start_worker(spec: dict) -> tuple[subprocess.Popen, object]:
+    """Start the child that grades one student (its own session) and hand it ``spec``; returns (process, its stderr file)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
     errors = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
@@ -503,11 +531,18 @@ def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dic
                             stdout=subprocess.PIPE, stderr=errors, start_new_session=True, env=env, text=True)
     proc.stdin.write(json.dumps(spec) + "\n")
     proc.stdin.close()
+    return proc, errors
+
+
+def _read_worker(proc: subprocess.Popen, token: str, student: str, notebooks: list[str], deadline: float,
+                 progress) -> tuple[list[dict], list[str], set[str]]:
+    """Read the worker's ``token``-prefixed JSON lines until it ends or ``deadline``: (rows, unfinished, notebooks done).
+
+    Lines without the token, malformed ones, a notebook not asked for or seen before, and rows that are not
+    this student's, this notebook's or of a known status are ignored (the student's code can print too)."""
     rows: list[dict] = []
     unfinished: list[str] = []
     done: set[str] = set()
-    deadline = time.monotonic() + limit
-
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     buffer = ""
@@ -533,13 +568,18 @@ def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dic
                 continue
             done.add(nb)
             new = [{k: str(r.get(k, "")) for k in FIELDS} for r in got.get("rows", [])
-                   if r.get("student") == student.name and r.get("notebook") == nb and r.get("status") in STATUSES]
+                   if r.get("student") == student and r.get("notebook") == nb and r.get("status") in STATUSES]
             rows += new
             if got.get("state") not in ("ok", "missing"):
                 unfinished.append(f"{nb}: {got.get('reason', '')}")
             counts = {s: sum(r["status"] == s for r in new) for s in STATUSES}
-            progress(f"{shown(student.name)}/{nb}: {got.get('state')} in {float(got.get('seconds') or 0):.1f} s; "
+            progress(f"{shown(student)}/{nb}: {got.get('state')} in {float(got.get('seconds') or 0):.1f} s; "
                      + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    return rows, unfinished, done
+
+
+def _stop_worker(proc: subprocess.Popen, errors, mark: str, deadline: float) -> str:
+    """Wait for the worker (30 s at most), kill its session and its kernels; returns why it ended early, or ''."""
     try:
         proc.wait(timeout=max(1.0, min(30.0, deadline - time.monotonic())))
         killed_by = ""
@@ -550,7 +590,7 @@ def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dic
     except OSError:
         pass
     proc.wait()
-    sandbox.kill_marked(spec["mark"])
+    sandbox.kill_marked(mark)
     if killed_by == "" and proc.returncode != 0:
         killed_by = f"was killed (exit code {proc.returncode}; a notebook may have killed it)"
     errors.seek(0)
@@ -558,6 +598,22 @@ def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dic
     errors.close()
     if killed_by and last:
         killed_by += f" [{last[0][:200]}]"
+    return killed_by
+
+
+def grade_student(student: Path, notebooks: list[str], plans: dict, refused: dict, options: dict,
+                  progress=print) -> tuple[list[dict], list[str]]:
+    """Grade one student in a child process; returns (rows, notebooks not finished). Never raises for the student."""
+
+    token = secrets.token_hex(16)
+    spec = dict(options, student=student.name, folder=str(student), notebooks=notebooks, token=token,
+                plans={nb: plans[nb] for nb in notebooks}, refused=refused, mark=secrets.token_hex(12),
+                parent=os.getpid())
+    limit = len(notebooks) * (options["timeout"] + 6 * options["call_timeout"] + 120)
+    proc, errors = _start_worker(spec)
+    deadline = time.monotonic() + limit
+    rows, unfinished, done = _read_worker(proc, token, student.name, notebooks, deadline, progress)
+    killed_by = _stop_worker(proc, errors, spec["mark"], deadline)
     for nb in notebooks:
         if nb not in done:
             why = f"not graded: the grading process for this student {killed_by or 'ended early'} during {nb}"
@@ -625,6 +681,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Refused(Exception):
+    """An input the grader will not start with; the message is the one line printed (exit code 2)."""
+
+
+def _checked_inputs(args, submissions: Path, instructor: Path, out: Path) -> tuple[dict, Scan, list[str], str]:
+    """(plans, scan, notebooks to grade, sandbox mode) once every input is usable; else raises :class:`_Refused`."""
+    if not submissions.is_dir():
+        raise _Refused(f"SUBMISSIONS {submissions} is not a folder; give the folder holding one sub-folder per student.")
+    if not instructor.is_dir() or not any(instructor.glob("*.ipynb")):
+        raise _Refused(f"--instructor {instructor} holds no notebooks; point it at the course's notebooks/ folder.")
+    plans = instructor_plan(instructor)
+    found = scan(submissions, set(plans))
+    if not found.students:
+        raise _Refused(f"{submissions} holds no student folders; expected {submissions}/<student>/<notebook>.ipynb.")
+    notebooks = sorted({nb for s in found.students for nb in plans if handed_in(s / nb) or nb in found.refused[s.name]})
+    if not notebooks:
+        raise _Refused(f"no course notebooks were handed in: {submissions}/<student>/ folders hold no .ipynb files "
+                       f"named like those in {instructor}.")
+    if not out.parent.is_dir():
+        raise _Refused(f"--out {out}: the folder {out.parent} does not exist; create it or choose another path.")
+    try:  # the no-clobber rule (ddpm_lib.files): replace only an (empty or) grades CSV, unless --overwrite
+        for path, fields in ((args.out, FIELDS), (None, SUMMARY_FIELDS)):
+            check_output_file(summary_path(out) if path is None else path, option="--out", kind="a grades CSV",
+                              overwrite=args.overwrite and not args.resume,
+                              is_own=lambda p, f=fields: p.stat().st_size == 0 or _is_grades_csv(p, f))
+    except ClobberError as e:
+        raise _Refused(str(e)) from None
+    try:
+        _jupyter()[0].kernelspec.KernelSpecManager().get_kernel_spec(args.kernel)
+    except Exception:  # noqa: BLE001 - NoSuchKernel and friends: one line
+        raise _Refused(f"--kernel {args.kernel}: no such Jupyter kernel here; list them with `jupyter kernelspec list`.") from None
+    if args.resume and not out.exists():
+        raise _Refused(f"--resume: {out} does not exist; run without --resume to start the class.")
+    mode = sandbox.detect(args.sandbox)
+    if args.sandbox not in ("auto", mode):
+        raise _Refused(f"--sandbox {args.sandbox} does not work on this machine; use --sandbox auto.")
+    return plans, found, notebooks, mode
+
+
+def _rebuild_summary_lines(out: Path, students: set[str], mode: str) -> None:
+    """Append the summary lines of ``students`` (in grades.csv, killed before their summary line) from their rows."""
+    with open(out, encoding="utf-8", newline="") as fh:
+        old_rows = list(csv.DictReader(fh))
+    for student in sorted(students):
+        mine = [r for r in old_rows if r["student"] == student]
+        append_rows(summary_path(out), SUMMARY_FIELDS,
+                    [summary_line(student, mine, [], ["summary line rebuilt by --resume"], mode)])
+
+
+def _print_table(summary: list[dict]) -> None:
+    """The summary as a table on the terminal: the counts per status and the notes, one student a line."""
+    print()
+    print(f"{'student':20s} {'correct':>7s} {'wrong':>5s} {'not done':>8s} {'library':>7s} {'error':>5s}  notes")
+    for line in summary:
+        extra = "; ".join(x for x in (line["notebooks_not_finished"], line["notes"]) if x)
+        print(f"{shown(line['student'])[:20]:20s} {line['correct']:7d} {line['wrong']:5d} {line['not_done']:8d} "
+              f"{line['uses_library']:7d} {line['error']:5d}  {shown(extra) or '-'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv == [_WORKER_FLAG]:
@@ -639,43 +754,12 @@ def main(argv: list[str] | None = None) -> int:
     submissions = Path(args.submissions)
     instructor = Path(args.instructor) if args.instructor else default_instructor_dir()
     out = Path(args.out)
-
-    def refuse(message: str) -> int:
-        print(f"grade: {message}", file=sys.stderr)
+    try:
+        plans, found, notebooks, mode = _checked_inputs(args, submissions, instructor, out)
+    except _Refused as e:
+        print(f"grade: {e}", file=sys.stderr)
         return 2
 
-    if not submissions.is_dir():
-        return refuse(f"SUBMISSIONS {submissions} is not a folder; give the folder holding one sub-folder per student.")
-    if not instructor.is_dir() or not any(instructor.glob("*.ipynb")):
-        return refuse(f"--instructor {instructor} holds no notebooks; point it at the course's notebooks/ folder.")
-    plans = instructor_plan(instructor)
-    found = scan(submissions, set(plans))
-    if not found.students:
-        return refuse(f"{submissions} holds no student folders; expected {submissions}/<student>/<notebook>.ipynb.")
-    notebooks = sorted({nb for s in found.students for nb in plans if handed_in(s / nb) or nb in found.refused[s.name]})
-    if not notebooks:
-        return refuse(f"no course notebooks were handed in: {submissions}/<student>/ folders hold no .ipynb files "
-                      f"named like those in {instructor}.")
-    if not out.parent.is_dir():
-        return refuse(f"--out {out}: the folder {out.parent} does not exist; create it or choose another path.")
-    try:  # the no-clobber rule (ddpm_lib.files): replace only an (empty or) grades CSV, unless --overwrite
-        for path, fields in ((args.out, FIELDS), (None, SUMMARY_FIELDS)):
-            check_output_file(summary_path(out) if path is None else path, option="--out", kind="a grades CSV",
-                              overwrite=args.overwrite and not args.resume,
-                              is_own=lambda p, f=fields: p.stat().st_size == 0 or _is_grades_csv(p, f))
-    except ClobberError as e:
-        return refuse(str(e))
-    try:
-        _jupyter()[0].kernelspec.KernelSpecManager().get_kernel_spec(args.kernel)
-    except Exception:  # noqa: BLE001 - NoSuchKernel and friends: one line
-        return refuse(f"--kernel {args.kernel}: no such Jupyter kernel here; list them with `jupyter kernelspec list`.")
-    if args.resume and not out.exists():
-        return refuse(f"--resume: {out} does not exist; run without --resume to start the class.")
-
-
-    mode = sandbox.detect(args.sandbox)
-    if args.sandbox not in ("auto", mode):
-        return refuse(f"--sandbox {args.sandbox} does not work on this machine; use --sandbox auto.")
     print(f"grade: sandbox: {mode} ({sandbox.describe(mode)})")
     done: set[str] = set()
     if args.resume:
@@ -693,12 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = []
     in_summary = _done_students(summary_path(out)) if args.resume and summary_path(out).exists() else set()
     if done - in_summary:  # killed between a student's rows and their summary line: rebuild it from the rows
-        with open(out, encoding="utf-8", newline="") as fh:
-            old_rows = list(csv.DictReader(fh))
-        for student in sorted(done - in_summary):
-            mine = [r for r in old_rows if r["student"] == student]
-            append_rows(summary_path(out), SUMMARY_FIELDS,
-                        [summary_line(student, mine, [], ["summary line rebuilt by --resume"], mode)])
+        _rebuild_summary_lines(out, done - in_summary, mode)
     for name in found.skipped:
         student = name.split(":")[0]
         if neutral(student) not in in_summary:
@@ -718,12 +797,7 @@ def main(argv: list[str] | None = None) -> int:
         append_rows(summary_path(out), SUMMARY_FIELDS, [line])
         summary.append(line)
         total += len(rows)
-    print()
-    print(f"{'student':20s} {'correct':>7s} {'wrong':>5s} {'not done':>8s} {'library':>7s} {'error':>5s}  notes")
-    for line in summary:
-        extra = "; ".join(x for x in (line["notebooks_not_finished"], line["notes"]) if x)
-        print(f"{shown(line['student'])[:20]:20s} {line['correct']:7d} {line['wrong']:5d} {line['not_done']:8d} "
-              f"{line['uses_library']:7d} {line['error']:5d}  {shown(extra) or '-'}")
+    _print_table(summary)
     print(f"\nWrote {out} ({total} rows) and {summary_path(out)}; sandbox: {mode}.")
     return 0
 

@@ -116,6 +116,48 @@ def real_floor(extractor, dataset: str, data_root, num: int, image_size: int, f_
             "what": f"{len(train)} real {dataset} training images vs the same test split"}
 
 
+def _check_arguments(features: str, num: int, batch: int, steps: int | None, guidance: float | None) -> None:
+    """Refuse a bad option before any work (minutes of feature extraction): ValueError naming it and the fix."""
+    if features not in ("classifier", "inception"):
+        raise ValueError(f"features must be 'classifier' or 'inception', got {features!r}.")
+    for name, value in (("num", num), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name} must be a positive int, got {value!r}.")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"--steps must be >= 1 (or 0 / None for all T with ddpm), got {steps!r}.")
+    if guidance is not None and not math.isfinite(guidance):
+        raise ValueError(f"--guidance must be a finite number, got {guidance!r}.")
+
+
+def _feature_extractor(features: str, dataset: str, classifier, inception_weights, device, progress: bool,
+                       ckpt) -> tuple:
+    """(the feature extractor, the report's entry on it); built before sampling, so missing weights fail early."""
+    if features == "classifier" and classifier is None and dataset not in REAL_DATASETS:
+        raise ValueError(f"{ckpt} was trained on dataset={dataset!r}, for which ddpm_lib has no feature classifier (only "
+                         f"{' and '.join(REAL_DATASETS)}): pass --classifier FILE (a FeatureClassifier trained on such "
+                         "images), or --features inception (Inception-v3; make fid-weights).")
+    if features == "classifier":
+        extractor = get_classifier(dataset, path=classifier, device=device, train_if_missing=classifier is None, verbose=progress)
+        return extractor, {"path": str(extractor.source), "test_accuracy": extractor.meta.get("test_accuracy")}
+    extractor = InceptionFeatures(inception_weights).to(device)
+    return extractor, {"path": str(extractor.weights_path), "variant": extractor.variant}
+
+
+def _sample_metrics(extractor, fake: torch.Tensor, real, requested: torch.Tensor | None, num_classes: int | None,
+                    batch: int, device, seed: int) -> tuple[dict, torch.Tensor, int]:
+    """Metrics of the samples against the test split: (metrics, the test split's features, the feature dimension).
+
+    With ``requested`` (the samples' labels, for the dataset's classifier) and a classifier of ``num_classes``
+    classes, ``class_accuracy``: how often it names the class each sample was asked for (guidance at work)."""
+    f_fake = compute_features(extractor.features, fake, batch, device)
+    f_real = compute_features(extractor.features, torch.utils.data.DataLoader(real, batch_size=batch), batch, device)
+    logits_fake = compute_features(extractor.logits, fake, batch, device)
+    metrics = metrics_from_features(f_fake, f_real, logits_fake, seed=seed)
+    if requested is not None and logits_fake.shape[1] == num_classes:
+        metrics["class_accuracy"] = (logits_fake.argmax(1) == requested).double().mean().item()
+    return metrics, f_real, int(f_fake.shape[1])
+
+
 def evaluate(
     ckpt: str | Path,
     num: int = 10_000,
@@ -142,15 +184,7 @@ def evaluate(
     say) is refused before any work unless ``overwrite`` (:func:`ddpm_lib.files.check_output_file`).
     """
 
-    if features not in ("classifier", "inception"):
-        raise ValueError(f"features must be 'classifier' or 'inception', got {features!r}.")
-    for name, value in (("num", num), ("batch", batch)):  # before minutes of feature extraction
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"--{name} must be a positive int, got {value!r}.")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"--steps must be >= 1 (or 0 / None for all T with ddpm), got {steps!r}.")
-    if guidance is not None and not math.isfinite(guidance):
-        raise ValueError(f"--guidance must be a finite number, got {guidance!r}.")
+    _check_arguments(features, num, batch, steps, guidance)
     if out is not None:
         out = check_output_file(out, option="--out", kind="an evaluate report", is_own=is_report, overwrite=overwrite)
     t_start = time.perf_counter()
@@ -165,18 +199,7 @@ def evaluate(
     c = model.config
     shape = (c.in_channels, c.image_size, c.image_size)
     check_sample_memory(num, shape)
-    if features == "classifier" and classifier is None and dataset not in REAL_DATASETS:
-        raise ValueError(f"{ckpt} was trained on dataset={dataset!r}, for which ddpm_lib has no feature classifier (only "
-                         f"{' and '.join(REAL_DATASETS)}): pass --classifier FILE (a FeatureClassifier trained on such "
-                         "images), or --features inception (Inception-v3; make fid-weights).")
-
-    # the extractor first: fail early (missing weights) before spending minutes sampling
-    if features == "classifier":
-        extractor = get_classifier(dataset, path=classifier, device=device, train_if_missing=classifier is None, verbose=progress)
-        extractor_info = {"path": str(extractor.source), "test_accuracy": extractor.meta.get("test_accuracy")}
-    else:
-        extractor = InceptionFeatures(inception_weights).to(device)
-        extractor_info = {"path": str(extractor.weights_path), "variant": extractor.variant}
+    extractor, extractor_info = _feature_extractor(features, dataset, classifier, inception_weights, device, progress, ckpt)
 
     real = load_dataset(dataset, train=False, root=data_root, max_items=max_real, image_size=c.image_size)
     labels = balanced_labels(num, null) if null is not None else None
@@ -187,16 +210,11 @@ def evaluate(
 
     t1 = time.perf_counter()
     fb = max(1, min(batch, 500))
-    f_fake = compute_features(extractor.features, fake, fb, device)
-    f_real = compute_features(extractor.features, torch.utils.data.DataLoader(real, batch_size=fb), fb, device)
-    logits_fake = compute_features(extractor.logits, fake, fb, device)
-    metrics = metrics_from_features(f_fake, f_real, logits_fake, seed=seed)
-    if labels is not None and features == "classifier" and logits_fake.shape[1] == null:
-        # how often the dataset's classifier names the class each sample was asked for (guidance at work)
-        metrics["class_accuracy"] = (logits_fake.argmax(1) == labels).double().mean().item()
+    metrics, f_real, feature_dim = _sample_metrics(extractor, fake, real, labels if features == "classifier" else None,
+                                                   null, fb, device, seed)
     floor = real_floor(extractor, dataset, data_root, num, c.image_size, f_real, fb, device, seed)
     feature_seconds = time.perf_counter() - t1
-    notes = small_sample_warnings(num, int(f_fake.shape[1]))
+    notes = small_sample_warnings(num, feature_dim)
 
     report = {
         "checkpoint": str(ckpt),

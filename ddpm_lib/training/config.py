@@ -117,6 +117,23 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every field's type and range; raise ValueError naming the field and the fix."""
+        self._check_types()
+        self._check_choices()
+        self._check_ranges()
+        self._check_setup()
+        return self
+
+    def _bad(self, name: str, msg: str) -> typing.NoReturn:
+        """Raise the ValueError that names the field, its value and ``msg`` (the fix)."""
+        raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {msg}")
+
+    def _choice(self, name: str, options) -> None:
+        """The field must be one of ``options``."""
+        if getattr(self, name) not in options:
+            self._bad(name, f"choose one of {', '.join(map(str, options))}.")
+
+    def _check_types(self) -> None:
+        """Every field of its annotated type and finite; an int given for a float field becomes a float."""
         for name, tp in self.field_types().items():
             value = getattr(self, name)
             if not _type_ok(value, tp):
@@ -126,21 +143,19 @@ class TrainConfig:
             if isinstance(value, int) and not isinstance(value, bool) and _allows(tp, float):
                 setattr(self, name, float(value))
 
-        def bad(name, msg):
-            raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {msg}")
+    def _check_choices(self) -> None:
+        """The named options (schedule, loss, sampler, preset, ...) among the library's names."""
+        self._choice("schedule", SCHEDULE_NAMES)
+        self._choice("prediction_type", PREDICTION_TYPES)
+        self._choice("loss_type", LOSS_TYPES)
+        self._choice("mixed_precision", MIXED_PRECISION)
+        self._choice("lr_decay", LR_DECAYS)
+        self._choice("sampler", SAMPLER_NAMES)
+        self._choice("preset", sorted(PRESETS))
 
-        def choice(name, options):
-            if getattr(self, name) not in options:
-                bad(name, f"choose one of {', '.join(map(str, options))}.")
-
-        choice("schedule", SCHEDULE_NAMES)
-        choice("prediction_type", PREDICTION_TYPES)
-        choice("loss_type", LOSS_TYPES)
-        choice("mixed_precision", MIXED_PRECISION)
-        choice("lr_decay", LR_DECAYS)
-        choice("sampler", SAMPLER_NAMES)
-
-        choice("preset", sorted(PRESETS))
+    def _check_ranges(self) -> None:
+        """The numbers within their ranges (counts, rates, decays, budgets)."""
+        bad = self._bad
         for name in ("steps", "batch_size", "grad_accum", "num_timesteps", "num_samples", "sample_steps"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1.")
@@ -173,9 +188,14 @@ class TrainConfig:
             bad("early_stopping_patience", "must be >= 1, or None to switch early stopping off.")
         if self.early_stopping_min_delta < 0:
             bad("early_stopping_min_delta", "must be >= 0.")
+
+    def _check_setup(self) -> None:
+        """The fields that go together (batch and accumulation, dataset and data, sample grid, resume and
+        overwrite) and the names of things outside the config (dataset, UNet fields, run folder, device)."""
+        bad = self._bad
         if self.batch_size % self.grad_accum:
             bad("batch_size", f"must be divisible by grad_accum={self.grad_accum} (images per optimizer step).")
-        choice("dataset", DATASET_NAMES)
+        self._choice("dataset", DATASET_NAMES)
         if self.dataset in ("folder", "npy") and not self.data_root:
             bad("data_root", f"dataset={self.dataset!r} needs data_root (the image folder or the .npy/.npz file).")
 
@@ -196,7 +216,6 @@ class TrainConfig:
                 torch.device(self.device)
             except RuntimeError:
                 bad("device", "not a device name: use cpu, cuda, cuda:1 or mps.")
-        return self
 
     def to_dict(self) -> dict:
         """Plain values only (for checkpoints loaded with ``weights_only=True`` and for JSON)."""
