@@ -551,6 +551,54 @@ def guided_output(model, x, t, labels=None, guidance_scale: float = 1.0, null_la
     return out_uncond + w * (out_cond - out_uncond)
 
 
+def _checked_shape(shape) -> tuple[int, ...]:
+    """``shape`` as a tuple of positive ints (batch, ...), or a ValueError saying what a shape looks like."""
+    shape = tuple(shape)
+    if len(shape) < 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape):
+        raise ValueError(
+            f"shape must be a tuple of positive ints (batch, ...) with at least 2 entries, e.g. (16, 1, 32, 32) "
+            f"or (1000, 2); got {shape!r}."
+        )
+    return shape
+
+
+def _resolve_sampler(schedule: NoiseSchedule, sampler, num_steps, eta, clip_x0) -> _Sampler:
+    """A sampler built from its name (with these settings), or the instance given (whose settings are its own)."""
+    if isinstance(sampler, str):
+        return build_sampler(schedule, sampler, num_steps=num_steps, eta=eta, clip_x0=clip_x0)
+    if not isinstance(sampler, _Sampler):
+        raise ValueError(f"Unknown sampler {sampler!r}: use one of {SAMPLER_NAMES} or a sampler instance.")
+    if num_steps is not None or eta != 0.0 or clip_x0 is not None:
+        raise ValueError("num_steps, eta and clip_x0 are set on a sampler instance itself, not in sample(...).")
+    if sampler.schedule.num_timesteps != schedule.num_timesteps:
+        raise ValueError(
+            f"the sampler was built for T={sampler.schedule.num_timesteps} but schedule has T={schedule.num_timesteps}."
+        )
+    return sampler
+
+
+def _labels_for(labels, batch: int, device) -> torch.Tensor | None:
+    """Class labels as a LongTensor (batch,) on ``device``: an int is repeated; None stays None."""
+    if labels is None:
+        return None
+    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
+        labels = torch.full((batch,), int(labels), dtype=torch.long)
+    labels = torch.as_tensor(labels, dtype=torch.long).to(device)
+    if labels.shape != (batch,):
+        raise ValueError(f"labels must be an int or have shape ({batch},) (one per sample), got {tuple(labels.shape)}.")
+    return labels
+
+
+def _initial_noise(shape: tuple[int, ...], generator, x_T, device) -> torch.Tensor:
+    """x_T: drawn from ``generator`` on its own device (so the result does not depend on ``device``), or the given one."""
+    if x_T is None:
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        return torch.randn(shape, generator=generator, device=gen_device).to(device)
+    if tuple(x_T.shape) != shape:
+        raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape is {shape}.")
+    return x_T.to(device=device, dtype=torch.float32)
+
+
 def sample(
     model,
     schedule: NoiseSchedule,
@@ -596,36 +644,13 @@ def sample(
     """
     schedule = _check_schedule(schedule)
     check_prediction_type(prediction_type)
-    shape = tuple(shape)
-    if len(shape) < 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise ValueError(
-            f"shape must be a tuple of positive ints (batch, ...) with at least 2 entries, e.g. (16, 1, 32, 32) "
-            f"or (1000, 2); got {shape!r}."
-        )
-    if isinstance(sampler, str):
-        samp = build_sampler(schedule, sampler, num_steps=num_steps, eta=eta, clip_x0=clip_x0)
-    elif isinstance(sampler, _Sampler):
-        if num_steps is not None or eta != 0.0 or clip_x0 is not None:
-            raise ValueError("num_steps, eta and clip_x0 are set on a sampler instance itself, not in sample(...).")
-        if sampler.schedule.num_timesteps != schedule.num_timesteps:
-            raise ValueError(
-                f"the sampler was built for T={sampler.schedule.num_timesteps} but schedule has T={schedule.num_timesteps}."
-            )
-        samp = sampler
-    else:
-        raise ValueError(f"Unknown sampler {sampler!r}: use one of {SAMPLER_NAMES} or a sampler instance.")
+    shape = _checked_shape(shape)
+    samp = _resolve_sampler(schedule, sampler, num_steps, eta, clip_x0)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
-
     device = torch.device(device) if device is not None else (_model_device(model) or torch.device("cpu"))
     B = shape[0]
-    if labels is not None:
-        if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
-            labels = torch.full((B,), int(labels), dtype=torch.long)
-        labels = torch.as_tensor(labels, dtype=torch.long).to(device)
-        if labels.shape != (B,):
-            raise ValueError(f"labels must be an int or have shape ({B},) (one per sample), got {tuple(labels.shape)}.")
-
+    labels = _labels_for(labels, B, device)
 
     was_training = getattr(model, "training", None)
     if hasattr(model, "eval"):
@@ -633,13 +658,7 @@ def sample(
     samp.reset()
     try:
         with torch.no_grad():
-            gen_device = generator.device if generator is not None else torch.device("cpu")
-            if x_T is None:
-                x = torch.randn(shape, generator=generator, device=gen_device).to(device)
-            else:
-                if tuple(x_T.shape) != shape:
-                    raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape is {shape}.")
-                x = x_T.to(device=device, dtype=torch.float32)
+            x = _initial_noise(shape, generator, x_T, device)
             trajectory = [x.detach().cpu()] if return_trajectory else None
             t_dtype = torch.long if not samp.timesteps.is_floating_point() else torch.float32  # EDM: fractional
             for t in progress_bar(samp.timesteps.tolist(), desc=f"sampling ({type(samp).__name__})", disable=not progress, leave=False):
