@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import squares
 
 from ddpm_lib import settings as settings_mod
 
@@ -42,13 +43,8 @@ def squares_npy(tmp_path):
     """``make(n)``: a ``.npy`` file of n 16x16 uint8 images, each a white 6x6 square at a seeded place (a tiny
     data set the ``npy`` loader reads); returns its path."""
     def make(n: int = 16):
-        rng = np.random.default_rng(0)
-        imgs = np.zeros((n, 16, 16), np.uint8)
-        for i in range(n):
-            r, c = rng.integers(0, 10, 2)
-            imgs[i, r:r + 6, c:c + 6] = 255
         path = tmp_path / "squares.npy"
-        np.save(path, imgs)
+        np.save(path, squares(n))
         return path
 
     return make

@@ -4,7 +4,6 @@ file, with no traceback, and must leave every file that was there before untouch
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import call_main, squares, train_args, tree_hashes
 
 from ddpm_lib.cli import main
 from ddpm_lib.training.checkpoint import load_checkpoint, save_checkpoint
@@ -32,20 +32,6 @@ class Evil:
         return (Path.touch, (Path(self.marker),))
 
 
-def squares(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    imgs = np.zeros((n, size, size), np.uint8)
-    for i in range(n):
-        r, c = rng.integers(0, size - 6, 2)
-        imgs[i, r:r + 6, c:c + 6] = 255
-    return imgs
-
-
-def train_args(w: Path, *extra: str, data: str = "squares.npy", out: str = "new_run") -> list[str]:
-    return ["train", "--preset", "tiny", "--dataset", "npy", "--data-root", str(w / data), "--unet", '{"image_size": 16}',
-            "--out", str(w / out), "--steps", "2", "--batch-size", "8", "--num-timesteps", "50", "--warmup-steps", "1",
-            "--log-every", "1", "--checkpoint-every", "1", "--progress", "false", "--device", "cpu",
-            "--tensorboard", "false", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -99,18 +85,11 @@ def world(tmp_path_factory):
     return w
 
 
-def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
+_snapshot = tree_hashes
 
 
 def run_main(argv, capsys):
-    try:
-        rc = main(argv)
-    except SystemExit as e:  # argparse
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return call_main(main, argv, capsys)
 
 
 T = train_args  # shorter rows below
