@@ -94,19 +94,31 @@ def last_line(e: BaseException) -> str:
     return text
 
 
-def check_device(name: str, option: str = "--device"):
-    """``torch.device(name)``, or a CLIError when it is not a device name or not present here."""
+def device_problem(name: str, present: bool = True) -> str | None:
+    """Why ``name`` cannot be used as a torch device (with ``present``: on this machine), or None when it can.
+    The one check behind ``DDPM_DEVICE``, ``--device`` and ``TrainConfig.device``."""
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError):
-        raise CLIError(f"{option}: {name!r} is not a device name: use cpu, cuda, cuda:1 or mps") from None
+        return "not a device name: use cpu, cuda, cuda:1 or mps"
+    if not present:
+        return None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"{option} {name}: no CUDA GPU is available here: use --device cpu")
+        return "no CUDA GPU is available here: use cpu"
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise CLIError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        n = torch.cuda.device_count()
+        return f"this machine has {n} CUDA device(s) (cuda:0 to cuda:{n - 1})"
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise CLIError(f"{option} {name}: Apple's mps is not available here: use --device cpu")
-    return dev
+        return "Apple's mps is not available here: use cpu"
+    return None
+
+
+def check_device(name: str, option: str = "--device"):
+    """``torch.device(name)``, or a CLIError when it is not a device name or not present here."""
+    why = device_problem(name)
+    if why:
+        raise CLIError(f"{option} {name!r}: {why}")
+    return torch.device(name)
 
 
 def physical_memory() -> int | None:

@@ -44,7 +44,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from ddpm_lib.command_line import SettingsError
+from ddpm_lib.command_line import SettingsError, device_problem
 
 T = TypeVar("T")
 
@@ -106,16 +106,10 @@ def best_device() -> torch.device:
     """cuda if available, then Apple's mps, else cpu; ``DDPM_DEVICE`` overrides."""
     forced = os.environ.get("DDPM_DEVICE", "").strip()
     if forced:
-        try:
-            dev = torch.device(forced)
-        except (RuntimeError, ValueError):
-            raise SettingsError(f"DDPM_DEVICE={forced!r} is not a device name: use cpu, cuda, cuda:1 or mps.") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise SettingsError(f"DDPM_DEVICE={forced!r} but no CUDA GPU is available: unset DDPM_DEVICE or use cpu.")
-        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise SettingsError(f"DDPM_DEVICE={forced!r} but this machine has {torch.cuda.device_count()} CUDA device(s) "
-                                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}): unset DDPM_DEVICE or use one of them.")
-        return dev
+        why = device_problem(forced)
+        if why:
+            raise SettingsError(f"DDPM_DEVICE={forced!r}: {why} (or unset DDPM_DEVICE).")
+        return torch.device(forced)
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ddpm_lib import settings as settings_mod
+from ddpm_lib.command_line import device_problem
 from ddpm_lib.data.sources import NAMES as DATASET_NAMES
 from ddpm_lib.data.sources import dataset_info, load_dataset
 from ddpm_lib.diffusion.forward import PREDICTION_TYPES
@@ -211,11 +212,9 @@ class TrainConfig:
         if self.resume and self.overwrite:
             bad("overwrite", "resume=True (--resume) continues the run and overwrite=True (--overwrite) deletes it: "
                 "pass only one of them.")
-        if self.device is not None:
-            try:
-                torch.device(self.device)
-            except RuntimeError:
-                bad("device", "not a device name: use cpu, cuda, cuda:1 or mps.")
+        why = None if self.device is None else device_problem(self.device, present=False)
+        if why:  # whether the device is present is checked where the run starts (the CLI, the Trainer)
+            bad("device", why + ".")
 
     def to_dict(self) -> dict:
         """Plain values only (for checkpoints loaded with ``weights_only=True`` and for JSON)."""
