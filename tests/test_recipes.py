@@ -183,5 +183,7 @@ def test_the_minutes_recipe_is_held_by_the_clock():
     from ddpm_lib.training.config import TrainConfig
 
     cfg = TrainConfig.from_recipe("fashion_mnist_cpu")
-    assert cfg.minutes == 8.0 and "at most 8 min" in get_recipe("fashion_mnist_cpu").cost
+    assert cfg.minutes == 8.0 and "8 min of training by the clock" in get_recipe("fashion_mnist_cpu").cost
+    # the clock, not the step cap, ends the run: 2,381 steps fitted in the 8 minutes on 2 idle cores (RESULTS.md)
+    assert cfg.steps >= 1.5 * 2381
     assert TrainConfig.from_recipe("fashion_mnist_fast").minutes is None  # CI's smoke test counts steps

@@ -159,8 +159,8 @@ PRESETS: dict[str, UNetConfig] = {
         image_size=32, in_channels=1, base_channels=32, channel_mults=(1, 2, 4), num_res_blocks=2,
         attention_resolutions=(8,), num_heads=4, dropout=0.1,
     ),
-    # The cpu-mode Fashion-MNIST model (recipe fashion_mnist_cpu): 0.69 M parameters, sized so that
-    # its recipe's 1,200 steps at batch 64 take 8.4 minutes on 2 idle CPU cores with bf16 (benchmarks/RESULTS.md).
+    # The cpu-mode Fashion-MNIST model (recipe fashion_mnist_cpu): 0.69 M parameters; its recipe's 8 minutes
+    # are 2,381 steps at batch 64 on 2 idle CPU cores with bf16 (benchmarks/RESULTS.md, 2026-12-02).
     "fashion_mnist_cpu": UNetConfig(
         image_size=32, in_channels=1, base_channels=16, channel_mults=(1, 2, 4), num_res_blocks=1,
         attention_resolutions=(8,), num_heads=1, num_groups=8, dropout=0.0,
