@@ -13,8 +13,9 @@ measurement there (date, machine, whether bf16 was native, the per-notebook figu
 
     python benchmarks/notebook_times.py --sync
 
-rewrites the README's notebook table, the map in ``notebooks/00_welcome.ipynb`` and every notebook's
-``**Time:**`` line from it (``--check`` only lists what disagrees; ``tests/test_notebook_times.py`` runs
+rewrites the README's notebook table, the map in ``notebooks/00_welcome.ipynb``, every notebook's
+``**Time:**`` line and the probe line at the top of 04-08 (``ddpm_lib.course.machine_probe``: the notebook's
+times and the reference machine's probe, which scale the Time line to the student's machine) from it (``--check`` only lists what disagrees; ``tests/test_notebook_times.py`` runs
 the same check).
 """
 
@@ -35,6 +36,9 @@ TIMES_LINK = "([all times](../benchmarks/notebook_times.json))."
 # a notebook's Time line: from "**Time:**" to the link that closes the generated part (free text may follow)
 TIME_LINE_RE = re.compile(r"\*\*Time:\*\*.*?" + re.escape(TIMES_LINK), re.S)
 ROW_RE = re.compile(r"^\| (\d\d) \|")
+# the probe line of the notebooks that train or sample for minutes: scales the Time line to the student's machine
+PROBE_RE = re.compile(r"print\(machine_probe\.time_report\(.*\)\)")
+PROBED = ("04", "05", "06", "07", "08")
 
 
 def load_times(path: Path = TIMES_FILE) -> dict:
@@ -54,6 +58,23 @@ def time_line(times: dict, stem: str) -> str:
     bf16 = f"with native bf16 ({m['bf16_detail']})" if m["bf16_native"] else "without native bf16 (training ran in fp32)"
     return (f"**Time:** {e['fast']} in fast mode and {e['cpu']} in cpu mode, measured {m['date']} on {m['machine']} "
             f"{bf16}, torch {m['torch']}. On a GPU (gpu mode): {e['gpu']}; {e['gpu_note']} {TIMES_LINK}")
+
+
+def seconds(figure: str) -> float:
+    """A time as the table states it ("21 s", "6.7 min") in seconds."""
+    m = re.fullmatch(r"([0-9.]+) (s|min)", figure)
+    if m is None:
+        raise ValueError(f"benchmarks/notebook_times.json: {figure!r} is not a time like '21 s' or '6.7 min'")
+    return float(m.group(1)) * (60 if m.group(2) == "min" else 1)
+
+
+def probe_line(times: dict, stem: str) -> str:
+    """The code line at the top of a probed notebook: its measured times, the part of the cpu time a clock bounds
+    (``cpu_clock``) and the reference machine's probe when each mode was measured, for ``machine_probe.time_report``."""
+    e, probe = times["notebooks"][stem], times["measured"]["probe_step_s"]
+    clock = f", clock_s={seconds(e['cpu_clock']):g}" if e.get("cpu_clock") else ""
+    return (f"print(machine_probe.time_report(settings.mode, settings.device, fast_s={seconds(e['fast']):g}, "
+            f"cpu_s={seconds(e['cpu']):g}{clock}, fast_probe_s={probe['fast']:g}, cpu_probe_s={probe['cpu']:g}))")
 
 
 def _sync_rows(text: str, times: dict, stems: dict[str, str]) -> str:
@@ -119,6 +140,12 @@ def check(root: Path = ROOT, times: dict | None = None) -> list[str]:
         if lines != [time_line(times, path.stem)]:
             problems.append(f"{path.name}: the first cell's Time line is {lines or 'missing'}, "
                             f"expected {time_line(times, path.stem)!r}")
+        if path.name[:2] in PROBED:
+            code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
+                             if c["cell_type"] == "code")
+            found = PROBE_RE.findall(code)
+            if found != [probe_line(times, path.stem)]:
+                problems.append(f"{path.name}: the probe line is {found or 'missing'}, expected {probe_line(times, path.stem)!r}")
     return problems
 
 
@@ -146,6 +173,9 @@ def sync(root: Path = ROOT) -> list[str]:
                 src = TIME_LINE_RE.sub(lambda _, line=line: line, src, count=1)
             if nn == "00" and cell["cell_type"] == "markdown":
                 src = _sync_rows(src, times, stems)
+            if nn in PROBED and cell["cell_type"] == "code":
+                line = probe_line(times, path.stem)
+                src = PROBE_RE.sub(lambda _, line=line: line, src)
             cell["source"] = src.splitlines(keepends=True)
         if json.dumps(nb) != before:
             path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -184,8 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, Python {platform.python_version()}, "
           f"mode {settings.mode}, {os.cpu_count()} CPUs ({platform.machine()})")
+    from ddpm_lib.course.machine_probe import seconds_per_step
+
+    probe = seconds_per_step(steps=8)
+    print(f"probe (ddpm_lib.course.machine_probe.seconds_per_step): {probe:.3f} s per training step")
     print("| notebook | wall time |\n|---|---|")
-    total, times = 0.0, {}
+    total, times = 0.0, {"probe_step_s": round(probe, 4)}
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
         t = time.perf_counter()

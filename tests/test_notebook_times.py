@@ -23,13 +23,15 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 def test_the_table_is_complete_and_labelled():
     times = nt.load_times()
     m = times["measured"]
-    for key in ("date", "machine", "bf16_native", "torch", "how", "total"):
+    for key in ("date", "machine", "bf16_native", "torch", "how", "total", "probe_step_s"):
         assert key in m, f"benchmarks/notebook_times.json: 'measured' needs {key!r}"
     assert isinstance(m["bf16_native"], bool)
     for path in NOTEBOOKS:
         entry = times["notebooks"].get(path.stem)
         assert entry is not None, f"{path.name}: add an entry to benchmarks/notebook_times.json"
-        assert set(entry) == {"fast", "cpu", "gpu", "gpu_note"}, (path.name, set(entry))
+        assert set(entry) - {"cpu_clock"} == {"fast", "cpu", "gpu", "gpu_note"}, (path.name, set(entry))
+        if "cpu_clock" in entry:  # the clock-bound part of the cpu time cannot exceed it
+            assert 0 < nt.seconds(entry["cpu_clock"]) <= nt.seconds(entry["cpu"]), (path.name, entry)
         if not times["gpu"]["measured"]:  # until a GPU has run them, no gpu figure may look like a measurement
             assert entry["gpu"] == "not measured", (path.name, entry["gpu"])
 
@@ -77,3 +79,26 @@ def test_a_notebook_without_an_entry_is_reported(copy_of_course):
     root = copy_of_course
     shutil.copy(NOTEBOOKS[-1], root / "notebooks" / "09_unlisted.ipynb")
     assert any("09_unlisted.ipynb: no entry" in p for p in nt.check(root))
+
+
+def test_a_probe_line_edited_by_hand_is_reported_and_sync_repairs_it(copy_of_course):
+    """04-08 print what their Time line means on the student's machine from numbers the table owns."""
+    root = copy_of_course
+    path = root / "notebooks" / "05_sampling.ipynb"
+    times = nt.load_times(root / "benchmarks/notebook_times.json")
+    good = nt.probe_line(times, "05_sampling")
+    assert good in path.read_text() or json.dumps(good)[1:-1] in path.read_text()
+    text = path.read_text().replace("cpu_probe_s=", "cpu_probe_s=9")
+    path.write_text(text)
+    assert any(p.startswith("05_sampling.ipynb: the probe line") for p in nt.check(root))
+    assert nt.sync(root) == [str(path)] and nt.check(root) == []
+
+
+def test_probe_line_reads_the_table():
+    times = {"measured": {"probe_step_s": {"fast": 0.3, "cpu": 0.25}},
+             "notebooks": {"04_x": {"fast": "21 s", "cpu": "12.5 min", "cpu_clock": "8 min"}, "05_x": {"fast": "9 s", "cpu": "2 min"}}}
+    assert nt.probe_line(times, "04_x") == ("print(machine_probe.time_report(settings.mode, settings.device, fast_s=21, "
+                                            "cpu_s=750, clock_s=480, fast_probe_s=0.3, cpu_probe_s=0.25))")
+    assert "clock_s" not in nt.probe_line(times, "05_x") and "cpu_s=120," in nt.probe_line(times, "05_x")
+    with pytest.raises(ValueError, match="not a time"):
+        nt.seconds("not measured")

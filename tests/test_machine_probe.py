@@ -1,0 +1,37 @@
+"""ddpm_lib.course.machine_probe: the probe that scales a notebook's Time line to the student's machine."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ddpm_lib.course import machine_probe as mp
+
+
+def test_expected_seconds_scales_all_but_the_clock():
+    # a machine twice as slow: the 480 clock-bound seconds stay, the other 120 double
+    assert mp.expected_seconds(600, reference_step_s=0.2, step_s=0.4, clock_s=480) == pytest.approx(720)
+    assert mp.expected_seconds(90, reference_step_s=0.2, step_s=0.1) == pytest.approx(45)
+    for bad in (dict(measured_s=60, reference_step_s=0.0, step_s=0.1), dict(measured_s=60, reference_step_s=0.1, step_s=0.1, clock_s=61)):
+        with pytest.raises(ValueError):
+            mp.expected_seconds(**bad)
+
+
+def test_time_report_per_mode():
+    cpu = mp.time_report("cpu", "cpu", fast_s=21, cpu_s=600, clock_s=480, fast_probe_s=0.3, cpu_probe_s=0.2, step_s=0.4)
+    assert "2.00x as long as" in cpu and "about 12.0 min in cpu mode" in cpu and "8.0 min are training by the clock" in cpu
+    fast = mp.time_report("fast", "cpu", fast_s=21, cpu_s=600, clock_s=480, fast_probe_s=0.2, cpu_probe_s=0.3, step_s=0.1)
+    assert "2.00x faster than" in fast and "about 10 s in fast mode" in fast and "clock" not in fast  # its own probe
+    gpu = mp.time_report("gpu", "cuda", fast_s=21, cpu_s=600, fast_probe_s=0.2, cpu_probe_s=0.2)  # nothing probed, nothing scaled
+    assert "no measurement" in gpu and "expect" not in gpu
+
+
+def test_the_probe_measures_the_workload_and_leaves_the_callers_random_state(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    small = mp.seconds_per_step(steps=5, warmup=1, batch_size=4)
+    big = mp.seconds_per_step(steps=5, warmup=1, batch_size=128)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert 0 < small < big, (small, big)  # 32x the images: a probe that did not run the step would not see it
+    assert list(tmp_path.iterdir()) == []  # it writes nothing where it runs
