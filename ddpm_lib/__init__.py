@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 # The git URL the notebooks' Colab cell installs from, pinned to a release commit (README, "Releasing").
 REPO_URL = "https://github.com/ddpm-course/ddpm-course"
