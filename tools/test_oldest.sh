@@ -29,6 +29,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" -e ".[dev]"
+# the build backend pyproject.toml names (tests/test_install_cell.py builds the package without isolation)
+"$VENV/bin/python" -m pip install -q "setuptools>=77,<85"
 
 # the venv really holds the floor versions (pip could have picked others if the constraints were ignored)
 "$VENV/bin/python" - "$CONSTRAINTS" <<'PY'

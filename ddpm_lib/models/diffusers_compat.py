@@ -128,6 +128,7 @@ def save_diffusers(model: nn.Module, schedule, folder: str | Path, prediction_ty
     ``DDPMPipeline.from_pretrained(folder)`` loads it in diffusers; the folder can be pushed to the
     Hugging Face Hub as it is. Needs the ``diffusers`` package (``pip install diffusers``).
     """
+    import safetensors.torch  # noqa: F401  diffusers <= 0.32 calls safetensors.torch.save_file without importing it
     from diffusers import (  # optional (test-oracle extra), only to export
         DDPMPipeline,
         DDPMScheduler,
