@@ -40,7 +40,8 @@ def is_interactive(stream=None) -> bool:
         return False
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """A wall time as people read it: '42 s', '6.7 min', '2.9 h'."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
@@ -97,11 +98,11 @@ class LineProgress:
         done = self.n - self._initial
         rate = done / elapsed if elapsed > 0 else 0.0
         parts = [f"{self.n}/{self.total} ({100 * self.n / self.total:.0f}%)" if self.total else f"{self.n}",
-                 f"{_duration(elapsed)} elapsed"]
+                 f"{format_duration(elapsed)} elapsed"]
         if rate > 0:
             parts.append(f"{rate:.2f} it/s" if rate >= 0.1 else f"{1 / rate:.1f} s/it")
             if self.total:
-                parts.append(f"~{_duration(max(0, self.total - self.n) / rate)} left")
+                parts.append(f"~{format_duration(max(0, self.total - self.n) / rate)} left")
         if self._postfix:
             parts.append(self._postfix)
         return f"{self.desc}: " + ", ".join(parts) if self.desc else ", ".join(parts)

@@ -26,6 +26,7 @@ import time
 import torch
 from torch.utils.data import TensorDataset
 
+from ddpm_lib.progress import format_duration
 from ddpm_lib.training.config import TrainConfig
 from ddpm_lib.training.trainer import Trainer
 
@@ -68,10 +69,6 @@ def expected_seconds(measured_s: float, reference_step_s: float, step_s: float, 
     return clock_s + (measured_s - clock_s) * step_s / reference_step_s
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
 def time_report(mode: str, device: torch.device | str, *, fast_s: float, cpu_s: float, fast_probe_s: float,
                 cpu_probe_s: float, clock_s: float = 0.0, step_s: float | None = None) -> str:
     """One line for the top of a notebook: what its Time line means on this machine.
@@ -90,8 +87,8 @@ def time_report(mode: str, device: torch.device | str, *, fast_s: float, cpu_s: 
     expected = expected_seconds(measured, reference, step_s, clock)
     pace = f"{ratio:.2f}x as long as" if ratio >= 1 else f"{1 / ratio:.2f}x faster than"
     line = (f"This machine's training step ({step_s:.3f} s) takes {pace} on the Time line's machine "
-            f"({reference:.3f} s): expect about {_duration(expected)} in {mode} mode "
-            f"(measured there: {_duration(measured)})")
+            f"({reference:.3f} s): expect about {format_duration(expected)} in {mode} mode "
+            f"(measured there: {format_duration(measured)})")
     if clock:
-        line += f", of which {_duration(clock)} are training by the clock, the same everywhere"
+        line += f", of which {format_duration(clock)} are training by the clock, the same everywhere"
     return line + "."
