@@ -225,3 +225,38 @@ def test_tensorboard_logging_when_installed(tmp_path, monkeypatch):
 def test_fp16_needs_cuda(tmp_path):
     with pytest.raises(ValueError, match="fp16"):
         Trainer(config(tmp_path, mixed_precision="fp16"), dataset=standin_dataset())
+
+
+def test_init_from_starts_from_the_checkpoints_ema_weights(tmp_path):
+    # fine-tuning: a second run starts from the first run's EMA weights (not its raw ones), step 0, fresh optimizer
+    ds = standin_dataset()
+    seed_everything(3)
+    first = Trainer(config(tmp_path / "a"), dataset=ds)
+    first.fit()
+    src = tmp_path / "a" / "run" / "final.pt"
+    ema_weights = load_model(src, use_ema=True, device="cpu").model.state_dict()
+    raw_weights = load_model(src, use_ema=False, device="cpu").model.state_dict()
+    assert any(not torch.equal(ema_weights[k], raw_weights[k]) for k in ema_weights)  # the test can tell them apart
+    seed_everything(4)  # another seed: random weights would differ
+    tuned = Trainer(config(tmp_path / "b", init_from=str(src), lr=1e-4), dataset=ds)
+    for k, v in ema_weights.items():
+        assert torch.equal(tuned.raw_model.state_dict()[k], v), k
+        assert torch.equal(tuned.ema.shadow[k], v), k
+    assert tuned.step == 0 and tuned.optimizer.state_dict()["state"] == {}
+    tuned.fit()
+    assert tuned.step == 6  # the step count starts afresh
+    assert load_model(tmp_path / "b" / "run" / "final.pt", device="cpu").config.init_from == str(src)
+    seed_everything(4)
+    fresh = Trainer(config(tmp_path / "c"), dataset=ds)  # without init_from: random weights, not the checkpoint's
+    assert any(not torch.equal(fresh.raw_model.state_dict()[k], v) for k, v in ema_weights.items())
+
+
+def test_init_from_a_different_model_names_the_mismatch(tmp_path):
+    ds = standin_dataset()
+    first = Trainer(config(tmp_path / "a"), dataset=ds)
+    first.fit(max_steps=1)
+    src = tmp_path / "a" / "run" / "latest.pt"
+    with pytest.raises(ValueError, match="base_channels"):
+        Trainer(config(tmp_path / "b", init_from=str(src), unet={"image_size": 16, "base_channels": 4}), dataset=ds)
+    with pytest.raises(ValueError, match="init_from"):
+        config(tmp_path / "c", init_from=" ")

@@ -66,6 +66,7 @@ class TrainConfig:
     # model
     preset: str = "fashion_mnist"
     unet: dict = field(default_factory=dict)
+    init_from: str | None = None
     # diffusion
     schedule: str = "linear"
     num_timesteps: int = 1000
@@ -207,6 +208,8 @@ class TrainConfig:
         if self.sample_every and self.sampler != "ddpm" and self.sample_steps > self.num_timesteps:
             bad("sample_steps", f"the sample grids (sample_every={self.sample_every}) cannot take more sampler steps than "
                 f"num_timesteps={self.num_timesteps}: give sample_steps <= {self.num_timesteps}.")
+        if self.init_from is not None and not self.init_from.strip():
+            bad("init_from", "is empty; give a checkpoint path or pretrained:NAME (None: random initial weights).")
         if self.out_dir is not None and not self.out_dir.strip():
             bad("out_dir", "the run folder is empty; give a folder name, e.g. runs/mine (None: the default runs folder).")
         if self.resume and self.overwrite:
@@ -400,6 +403,9 @@ FIELD_HELP: dict[str, str] = {
     # model
     "preset": "UNet preset, a ddpm_lib.models.unet.PRESETS name (e.g. tiny, fashion_mnist_cpu, cifar10_ddpm)",
     "unet": "JSON dict of UNetConfig fields overriding the preset, e.g. '{\"dropout\": 0.0}'",
+    "init_from": "start from these weights instead of random ones (fine-tuning): a checkpoint or pretrained:NAME, "
+                 "whose EMA weights go into the model and its EMA; the optimizer, step count and lr schedule start "
+                 "afresh, and the model (preset, unet) must match the checkpoint's",
     # diffusion
     "schedule": f"noise schedule: {_choices(SCHEDULE_NAMES)}",
     "num_timesteps": "number of diffusion steps T (Ho et al.: 1000)",

@@ -115,6 +115,9 @@ class Trainer:
         self.data_shape = image_shape(self.dataset)
         self.raw_model = model if model is not None else build_model(cfg, self.dataset)
         check_model_fits_data(cfg, self.raw_model, self.dataset, self.data_shape)
+        if cfg.init_from is not None:  # fine-tuning: the checkpoint's EMA weights; the EMA below starts from them
+            payload, source = checkpoint.read_payload(cfg.init_from)
+            checkpoint.load_model_weights(self.raw_model, payload, use_ema=True, source=source)
         self.raw_model.to(self.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
         self.batches = EpochBatches(self.dataset, cfg.batch_size // (cfg.grad_accum * self.dist.world_size), cfg.seed,
                                     self.dist.rank, self.dist.world_size, cfg.num_workers, self.device.type == "cuda")
