@@ -35,3 +35,11 @@ def test_the_probe_measures_the_workload_and_leaves_the_callers_random_state(tmp
     assert torch.equal(torch.get_rng_state(), state)
     assert 0 < small < big, (small, big)  # 32x the images: a probe that did not run the step would not see it
     assert list(tmp_path.iterdir()) == []  # it writes nothing where it runs
+
+
+def test_the_probe_builds_images_the_recipes_model_takes(tmp_path, monkeypatch):
+    # cifar10_cpu's preset takes 3-channel images and its recipe has no unet override: the probe must read the
+    # preset (a 1-channel default would be refused by the Trainer's model-fits-data check)
+    monkeypatch.chdir(tmp_path)
+    assert mp.seconds_per_step(recipe="cifar10_cpu", steps=1, warmup=0, batch_size=2, class_conditional=False,
+                               label_dropout=0.0) > 0

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from ddpm_lib.progress import format_duration
-from ddpm_lib.training.config import TrainConfig
+from ddpm_lib.training.config import TrainConfig, model_field
 from ddpm_lib.training.trainer import Trainer
 
 PROBE_RECIPE = "fashion_mnist_cpu"
@@ -45,8 +45,7 @@ def seconds_per_step(steps: int = 4, warmup: int = 2, recipe: str = PROBE_RECIPE
         torch.manual_seed(0)
         cfg = TrainConfig.from_recipe(recipe, out_dir=tmp, device="cpu", minutes=None, progress=False,
                                       tensorboard=False, sample_every=0, checkpoint_every=0, **overrides)
-        size = int(cfg.unet.get("image_size", 32))
-        channels = int(cfg.unet.get("in_channels", 1))
+        size, channels = int(model_field(cfg, "image_size")), int(model_field(cfg, "in_channels"))
         images = torch.rand(2 * cfg.batch_size, channels, size, size) * 2 - 1
         trainer = Trainer(cfg, dataset=TensorDataset(images))
         batches = iter(trainer.batches)

@@ -456,10 +456,15 @@ FIELD_HELP: dict[str, str] = {
 # what a config builds: the training dataset and the model
 
 
+def model_field(config: TrainConfig, name: str):
+    """A UNetConfig field of the model ``config`` builds: its ``unet`` override, else its preset's value."""
+    return config.unet.get(name, getattr(PRESETS[config.preset], name))
+
+
 def load_train_dataset(config: TrainConfig):
     """The training split of ``config.dataset`` at the model's image size (checked when loaded, see ddpm_lib.data.sources)."""
 
-    size = int(config.unet.get("image_size", PRESETS[config.preset].image_size))
+    size = int(model_field(config, "image_size"))
     return load_dataset(config.dataset, train=True, image_size=size, root=config.data_root, hflip=config.hflip,
                         max_items=config.max_items)
 
