@@ -13,8 +13,8 @@ measurement there (date, machine, whether bf16 was native, the per-notebook figu
 
     python benchmarks/notebook_times.py --sync
 
-rewrites the README's notebook table, the map in ``notebooks/00_welcome.ipynb``, every notebook's
-``**Time:**`` line and the probe line at the top of 04-08 (``ddpm_lib.course.machine_probe``: the notebook's
+rewrites the README's notebook table, the map in ``notebooks/00_welcome.ipynb`` (with their sentence on the
+reference probe), every notebook's ``**Time:**`` line and the probe line at the top of 04-08 (``ddpm_lib.course.machine_probe``: the notebook's
 times and the reference machine's probe, which scale the Time line to the student's machine) from it (``--check`` only lists what disagrees; ``tests/test_notebook_times.py`` runs
 the same check).
 """
@@ -39,6 +39,9 @@ ROW_RE = re.compile(r"^\| (\d\d) \|")
 # the probe line of the notebooks that train or sample for minutes: scales the Time line to the student's machine
 PROBE_RE = re.compile(r"print\(machine_probe\.time_report\(.*\)\)")
 PROBED = ("04", "05", "06", "07", "08")
+# the sentence of README and 00's map that states the reference machine's probe in each mode
+PROBE_SENTENCE_RE = re.compile(r"The same machine ran the probe's training step in [0-9.]+ s during the cpu-mode run "
+                               r"and in [0-9.]+ s during the fast-mode one")
 
 
 def load_times(path: Path = TIMES_FILE) -> dict:
@@ -68,10 +71,19 @@ def seconds(figure: str) -> float:
     return float(m.group(1)) * (60 if m.group(2) == "min" else 1)
 
 
+def probe_sentence(times: dict) -> str:
+    """README's and 00's statement of the reference probe of each mode (``measured.probe_step_s``)."""
+    probe = times["measured"]["probe_step_s"]
+    return (f"The same machine ran the probe's training step in {probe['cpu']:.3f} s during the cpu-mode run "
+            f"and in {probe['fast']:.3f} s during the fast-mode one")
+
+
 def probe_line(times: dict, stem: str) -> str:
     """The code line at the top of a probed notebook: its measured times, the part of the cpu time a clock bounds
-    (``cpu_clock``) and the reference machine's probe when each mode was measured, for ``machine_probe.time_report``."""
-    e, probe = times["notebooks"][stem], times["measured"]["probe_step_s"]
+    (``cpu_clock``) and the reference machine's probe when each mode was measured, for ``machine_probe.time_report``
+    (``measured.probe_step_s``, or the notebook's own ``probe_step_s`` when it was measured at another time)."""
+    e = times["notebooks"][stem]
+    probe = {**times["measured"]["probe_step_s"], **e.get("probe_step_s", {})}
     clock = f", clock_s={seconds(e['cpu_clock']):g}" if e.get("cpu_clock") else ""
     return (f"print(machine_probe.time_report(settings.mode, settings.device, fast_s={seconds(e['fast']):g}, "
             f"cpu_s={seconds(e['cpu']):g}{clock}, fast_probe_s={probe['fast']:g}, cpu_probe_s={probe['cpu']:g}))")
@@ -132,6 +144,9 @@ def check(root: Path = ROOT, times: dict | None = None) -> list[str]:
         for total in times["measured"]["total"].values():
             if total not in text:
                 problems.append(f"{where}: does not state the measured total {total!r}")
+        sentences = PROBE_SENTENCE_RE.findall(text)
+        if sentences != [probe_sentence(times)]:
+            problems.append(f"{where}: the probe sentence is {sentences or 'missing'}, expected {probe_sentence(times)!r}")
     for path in notebooks.values():
         if path.stem not in times["notebooks"]:
             continue
@@ -157,7 +172,7 @@ def sync(root: Path = ROOT) -> list[str]:
     changed = []
     readme = root / "README.md"
     old = readme.read_text(encoding="utf-8")
-    new = _sync_rows(old, times, stems)
+    new = PROBE_SENTENCE_RE.sub(probe_sentence(times), _sync_rows(old, times, stems))
     if new != old:
         readme.write_text(new, encoding="utf-8")
         changed.append(str(readme))
@@ -172,7 +187,7 @@ def sync(root: Path = ROOT) -> list[str]:
                 line = time_line(times, path.stem)
                 src = TIME_LINE_RE.sub(lambda _, line=line: line, src, count=1)
             if nn == "00" and cell["cell_type"] == "markdown":
-                src = _sync_rows(src, times, stems)
+                src = PROBE_SENTENCE_RE.sub(probe_sentence(times), _sync_rows(src, times, stems))
             if nn in PROBED and cell["cell_type"] == "code":
                 line = probe_line(times, path.stem)
                 src = PROBE_RE.sub(lambda _, line=line: line, src)

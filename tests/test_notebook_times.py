@@ -102,3 +102,24 @@ def test_probe_line_reads_the_table():
     assert "clock_s" not in nt.probe_line(times, "05_x") and "cpu_s=120," in nt.probe_line(times, "05_x")
     with pytest.raises(ValueError, match="not a time"):
         nt.seconds("not measured")
+
+
+def test_a_notebook_measured_at_another_time_keeps_its_own_probe():
+    times = {"measured": {"probe_step_s": {"fast": 0.3, "cpu": 0.25}},
+             "notebooks": {"08_x": {"fast": "9 s", "cpu": "9.5 min", "cpu_clock": "8 min", "probe_step_s": {"cpu": 0.21}}}}
+    line = nt.probe_line(times, "08_x")
+    assert "cpu_probe_s=0.21)" in line and "fast_probe_s=0.3," in line
+
+
+@pytest.mark.parametrize("place", ["README.md", "notebooks/00_welcome.ipynb"])
+def test_the_probe_sentence_edited_by_hand_is_reported_and_sync_repairs_it(copy_of_course, place):
+    """README and 00's map state the reference probes; the numbers are the table's, not typed copies."""
+    root = copy_of_course
+    times = nt.load_times(root / "benchmarks/notebook_times.json")
+    path = root / place
+    assert nt.probe_sentence(times) in path.read_text()
+    cpu = f"{times['measured']['probe_step_s']['cpu']:.3f} s during the cpu-mode run"
+    path.write_text(path.read_text().replace(cpu, "0.111 s during the cpu-mode run"))
+    assert any(p.startswith(f"{path.name if place == 'README.md' else '00_welcome.ipynb (the map)'}: the probe sentence")
+               for p in nt.check(root)), nt.check(root)
+    assert nt.sync(root) == [str(path)] and nt.check(root) == []
