@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .DEFAULT_GOAL := help
-.PHONY: site weights release student-edition help install test test-unit test-notebooks test-student test-slow test-oldest run lab lint student grade data fid-weights bench gpu-data clean
+.PHONY: site weights release student-edition help install test test-unit test-notebooks test-notebooks-and-student test-student test-slow test-oldest run lab lint student grade data fid-weights bench gpu-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -29,10 +29,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install ddpm_lib with the dev tools
 
-test: $(STAMP) ## unit tests, every notebook under nbval in FAST mode, then the student copies (unanswered) too
-	$(PY) -m pytest -m "not slow" tests
-	DDPM_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env notebooks/
-	$(MAKE) --no-print-directory test-student
+# make test runs its two halves side by side (make -j2), each on half the cores (one each on 2 cores): the unit
+# tests are single-threaded for most of their time, and two halves on one core each beat one after the other
+# (benchmarks/RESULTS.md, "make test"). --output-sync prints each half's output whole when it ends.
+TEST_THREADS ?= $(shell n=$$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2); echo $$(( n > 3 ? n / 2 : 1 )))
+
+test: $(STAMP) ## unit tests, and side by side every notebook under nbval in FAST mode, then the student copies (unanswered)
+	@echo "make test: the unit tests and the notebooks (then their student copies) run side by side, $(TEST_THREADS) thread(s) each; each half prints its output when it ends"
+	@OMP_NUM_THREADS=$(TEST_THREADS) $(MAKE) --no-print-directory -j2 --output-sync=target test-unit test-notebooks-and-student
+
+test-notebooks-and-student: test-notebooks
+	@$(MAKE) --no-print-directory test-student
 
 test-unit: $(STAMP) ## unit tests only
 	$(PY) -m pytest -m "not slow" tests
