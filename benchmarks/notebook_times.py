@@ -229,10 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, Python {platform.python_version()}, "
           f"mode {settings.mode}, {os.cpu_count()} CPUs ({platform.machine()})")
-    from ddpm_lib.course.machine_probe import seconds_per_step
+    from ddpm_lib.course import machine_probe
 
-    probe = seconds_per_step(steps=8)
-    print(f"probe (ddpm_lib.course.machine_probe.seconds_per_step): {probe:.3f} s per training step")
+    mode = settings.mode if settings.mode in machine_probe.PROBE_STEPS else "cpu"
+    probe = machine_probe.probe(mode)  # measured as the notebooks' own probe line measures it in this mode
+    print(f"probe (ddpm_lib.course.machine_probe.probe({mode!r})): {probe:.3f} s per training step")
     print("| notebook | wall time |\n|---|---|")
     total, times = 0.0, {"probe_step_s": round(probe, 4)}
     for path in notebooks:

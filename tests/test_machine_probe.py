@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -43,3 +46,21 @@ def test_the_probe_builds_images_the_recipes_model_takes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert mp.seconds_per_step(recipe="cifar10_cpu", steps=1, warmup=0, batch_size=2, class_conditional=False,
                                label_dropout=0.0) > 0
+
+
+@pytest.mark.parametrize("mode", ["fast", "cpu"])
+def test_the_reference_probe_is_measured_as_the_notebooks_measure_theirs(mode, env, tmp_path, monkeypatch):
+    """benchmarks/notebook_times.py records the probe the Time lines are scaled against: it must take the same
+    steps and warm-up as the probe line of a notebook in that mode, or the ratio compares unlike medians."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks import notebook_times as nt
+
+    calls = []
+    monkeypatch.setattr(mp, "seconds_per_step", lambda **kw: calls.append(kw) or 0.25)
+    mp.time_report(mode, "cpu", fast_s=10, cpu_s=100, fast_probe_s=0.3, cpu_probe_s=0.2)
+    env(DDPM_MODE=mode, DDPM_FAST=None)
+    assert nt.main(["--out", str(tmp_path / "nb"), "--only", "99", "--json", str(tmp_path / "t.json")]) == 0
+    assert len(calls) == 2 and calls[0] == calls[1], calls
+    assert json.loads((tmp_path / "t.json").read_text())["probe_step_s"] == 0.25

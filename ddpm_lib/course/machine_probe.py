@@ -59,6 +59,17 @@ def seconds_per_step(steps: int = 4, warmup: int = 2, recipe: str = PROBE_RECIPE
     return statistics.median(times)
 
 
+#: (steps, warmup) of the probe in each mode: fast mode checks code in seconds, so its probe is shorter. The
+#: reference machine's probe (benchmarks/notebook_times.py) is measured the same way, through :func:`probe`.
+PROBE_STEPS = {"fast": (2, 1), "cpu": (4, 2)}
+
+
+def probe(mode: str) -> float:
+    """:func:`seconds_per_step` with the steps and warm-up of ``mode`` (``fast`` or ``cpu``)."""
+    steps, warmup = PROBE_STEPS[mode]
+    return seconds_per_step(steps=steps, warmup=warmup)
+
+
 def expected_seconds(measured_s: float, reference_step_s: float, step_s: float, clock_s: float = 0.0) -> float:
     """``measured_s`` (a notebook's time on the reference machine) scaled to a machine whose probe took ``step_s``
     against ``reference_step_s`` there; the first ``clock_s`` seconds are bounded by a clock and do not scale."""
@@ -79,8 +90,8 @@ def time_report(mode: str, device: torch.device | str, *, fast_s: float, cpu_s: 
     if mode not in ("fast", "cpu") or torch.device(device).type != "cpu":
         return (f"{mode} mode on {torch.device(device).type}: the Time line holds no measurement for this setup, "
                 "so there is nothing to scale.")
-    if step_s is None:  # fast mode checks code in seconds: a shorter probe
-        step_s = seconds_per_step(steps=2, warmup=1) if mode == "fast" else seconds_per_step()
+    if step_s is None:
+        step_s = probe(mode)
     measured, clock, reference = (cpu_s, clock_s, cpu_probe_s) if mode == "cpu" else (fast_s, 0.0, fast_probe_s)
     ratio = step_s / reference
     expected = expected_seconds(measured, reference, step_s, clock)
