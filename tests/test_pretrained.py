@@ -195,3 +195,21 @@ def test_ship_classifier_records_file_checksum_and_card(tmp_path, monkeypatch):
     finally:
         pretrained.registry.cache_clear()
         pretrained.classifier_registry.cache_clear()
+
+
+def test_a_fine_tuned_starter_is_carded_with_the_training_it_started_from():
+    """A starter fine-tuned from the one it replaces (train --init-from pretrained:NAME) counts both trainings."""
+    from tools.build_pretrained import _total_wall_time, fine_tune_base, model_card
+
+    reg = pretrained.registry()
+    assert fine_tune_base("cifar10", None, reg) is None
+    base = fine_tune_base("cifar10", "pretrained:cifar10", reg)  # the registry's entry: steps and wall time
+    assert base["steps"] == reg["cifar10"]["train_steps"] and base["wall_time_s"] == reg["cifar10"]["train_wall_time_s"]
+    other = fine_tune_base("cifar10", "pretrained:fashion_mnist", reg)  # another file: its own step, wall unknown
+    assert other["steps"] == load_model("pretrained:fashion_mnist", device="cpu").step and other["wall_time_s"] is None
+    assert _total_wall_time(600.0, base) == 600.0 + base["wall_time_s"]
+    assert _total_wall_time(600.0, other) is None and _total_wall_time(600.0, None) == 600.0
+    entry = dict(reg["cifar10"], train_steps=base["steps"] + 3000, fine_tuned_from=base)
+    card = model_card({"cifar10": entry}, {})
+    assert f"{base['steps'] + 3000:,} steps at batch" in card
+    assert f"({base['steps']:,} for the weights it started from, then 3,000 fine-tuning from them" in card

@@ -34,7 +34,7 @@ from ddpm_lib.evaluation.evaluate import evaluate
 from ddpm_lib.files import atomic_write, sha256
 from ddpm_lib.loading import load_model
 from ddpm_lib.pretrained import HERE, classifier_path, classifier_registry, registry
-from ddpm_lib.training.checkpoint import export_slim
+from ddpm_lib.training.checkpoint import export_slim, read_payload
 from ddpm_lib.training.recipes import get_recipe
 from ddpm_lib.viz import save_grid
 
@@ -75,6 +75,13 @@ def _wall_time(run: Path) -> float | None:
     elapsed = [float(r["elapsed_s"]) for r in rows]
     ends = [a for a, b in zip(elapsed, elapsed[1:]) if b < a]  # the last row before each restart
     return sum(ends) + elapsed[-1] if elapsed else None
+
+
+def _total_wall_time(run_s: float | None, base: dict | None) -> float | None:
+    """The run's wall time plus that of the weights it fine-tuned from (unknown if either is)."""
+    if base is None:
+        return run_s
+    return None if run_s is None or base["wall_time_s"] is None else run_s + base["wall_time_s"]
 
 
 def _grids(name: str, model, schedule, cfg, sample_cfg: dict, seed: int) -> list[str]:
@@ -136,9 +143,25 @@ def requality(name: str, num: int, seed: int) -> dict:
     return entry
 
 
+def fine_tune_base(name: str, init_from: str | None, reg: dict) -> dict | None:
+    """What a run fine-tuned from (``TrainConfig.init_from``): the starting weights' own training, which the card
+    adds to the run's. From the registry when it started from the starter it replaces (``pretrained:NAME``: its
+    steps and wall time, already totals if that one was fine-tuned too), else from the checkpoint (its step; wall
+    time unknown). ``None`` for a run trained from random weights."""
+    if not init_from:
+        return None
+    if init_from == f"pretrained:{name}" and name in reg:
+        e = reg[name]
+        return {"init_from": init_from, "sha256": e["sha256"], "steps": int(e["train_steps"]),
+                "wall_time_s": e.get("train_wall_time_s")}
+    payload, _ = read_payload(init_from)
+    return {"init_from": init_from, "sha256": None, "steps": int(payload.get("step", 0)), "wall_time_s": None}
+
+
 def build(name: str, run: Path, ckpt: str, recipe: str, command: str, machine: str, note: str, num: int,
           seed: int) -> dict:
     out = HERE / f"{name}.pt"
+    base = fine_tune_base(name, json.loads((run / "config.json").read_text()).get("init_from"), registry())
     export_slim(run / ckpt, out)
     out.chmod(0o644)  # package data: readable by everyone who installs it
     model, schedule, cfg, _ = load_model(out, device="cpu")
@@ -155,10 +178,11 @@ def build(name: str, run: Path, ckpt: str, recipe: str, command: str, machine: s
         "recipe": recipe,
         "dataset": cfg.dataset,
         "class_conditional": getattr(model, "null_class", None) is not None,
-        "train_steps": int(payload["step"]),
+        "train_steps": int(payload["step"]) + (base["steps"] if base else 0),
         "batch_size": cfg.batch_size,
         "seed": cfg.seed,
-        "train_wall_time_s": _wall_time(run),
+        "train_wall_time_s": _total_wall_time(_wall_time(run), base),
+        "fine_tuned_from": base,
         "command": command,
         "machine": machine,
         "torch": torch.__version__,
@@ -222,7 +246,10 @@ def model_card(reg: dict, classifiers: dict) -> str:
         ("parameters", lambda e: f"{e['parameters']:,}"),
         ("file (fp16 EMA weights)", lambda e: f"`{e['file']}`, {e['size_bytes'] / 1e6:.2f} MB"),
         ("sha256", lambda e: f"`{e['sha256']}`"),
-        ("training", lambda e: f"{e['train_steps']:,} steps at batch {e['batch_size']}, seed {e['seed']}"),
+        ("training", lambda e: f"{e['train_steps']:,} steps at batch {e['batch_size']}, seed {e['seed']}" + (
+            f" ({e['fine_tuned_from']['steps']:,} for the weights it started from, then "
+            f"{e['train_steps'] - e['fine_tuned_from']['steps']:,} fine-tuning from them: "
+            f"`--init-from {e['fine_tuned_from']['init_from']}`)" if e.get("fine_tuned_from") else "")),
         ("wall time", lambda e: f"{e['train_wall_time_s'] / 60:.1f} min" if e["train_wall_time_s"] else "?"),
         ("machine", lambda e: e["machine"]),
         ("command", lambda e: f"`{e['command']}`"),
