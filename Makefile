@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install ddpm_lib with the dev tools
 
 # make test runs its two halves side by side (make -j2), each on half the cores (one each on 2 cores): the unit
-# tests are single-threaded for most of their time, and two halves on one core each beat one after the other
-# (benchmarks/RESULTS.md, "make test"). --output-sync prints each half's output whole when it ends.
+# tests are single-threaded for most of their time, so the second core would idle beside them. CI's records
+# (not an interleaved A/B): benchmarks/RESULTS.md, "make test". --output-sync prints each half's output whole when it ends.
 TEST_THREADS ?= $(shell n=$$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2); echo $$(( n > 3 ? n / 2 : 1 )))
 
 test: $(STAMP) ## unit tests, and side by side every notebook under nbval in FAST mode, then the student copies (unanswered)
