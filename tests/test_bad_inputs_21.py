@@ -196,7 +196,8 @@ def test_ctrl_c_during_start_up_of_a_real_process(world, delay):
     """SIGINT soon after `python -m ddpm_lib train` starts (importing numpy and torch, or loading the data): one
     line, status 130. (Raised in the middle of an import, it used to leave numpy half-imported: AttributeError.)"""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, "-m", "ddpm_lib", *T(world, out=f"sigint_run_{delay}")], env=env,
+    # enough steps that the run is still going when the signal comes (4 steps can finish within 2 s)
+    p = subprocess.Popen([sys.executable, "-m", "ddpm_lib", *train_args(world, steps=100_000, out=f"sigint_run_{delay}")], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
     p.send_signal(signal.SIGINT)
