@@ -9,7 +9,8 @@ machine. Prints one markdown table row per notebook and the total, with the date
 mode and CPU count.
 
 The figures the course states live in ONE file, ``benchmarks/notebook_times.json``: enter a new
-measurement there (date, machine, whether bf16 was native, the per-notebook figures), then
+measurement there (date, machine, whether bf16 was native, the per-notebook figures; a notebook re-timed
+alone carries its own ``measured``: date, machine, bf16, torch, how and probe_step_s), then
 
     python benchmarks/notebook_times.py --sync
 
@@ -55,9 +56,15 @@ def table_cells(times: dict, stem: str) -> list[str]:
     return [entry["fast"], entry["cpu"], entry["gpu"]]
 
 
+def context(times: dict, stem: str) -> dict:
+    """Where and when a notebook's fast and cpu times were measured: the course-wide ``measured``, or the
+    notebook's own ``measured`` when it was re-timed alone (another date, machine or bf16), key by key."""
+    return {**times["measured"], **times["notebooks"][stem].get("measured", {})}
+
+
 def time_line(times: dict, stem: str) -> str:
     """The generated part of a notebook's **Time:** line (the notebook may add its own sentences after it)."""
-    m, e = times["measured"], times["notebooks"][stem]
+    m, e = context(times, stem), times["notebooks"][stem]
     bf16 = f"with native bf16 ({m['bf16_detail']})" if m["bf16_native"] else "without native bf16 (training ran in fp32)"
     return (f"**Time:** {e['fast']} in fast mode and {e['cpu']} in cpu mode, measured {m['date']} on {m['machine']} "
             f"{bf16}, torch {m['torch']}. On a GPU (gpu mode): {e['gpu']}; {e['gpu_note']} {TIMES_LINK}")
@@ -81,9 +88,9 @@ def probe_sentence(times: dict) -> str:
 def probe_line(times: dict, stem: str) -> str:
     """The code line at the top of a probed notebook: its measured times, the part of the cpu time a clock bounds
     (``cpu_clock``) and the reference machine's probe when each mode was measured, for ``machine_probe.time_report``
-    (``measured.probe_step_s``, or the notebook's own ``probe_step_s`` when it was measured at another time)."""
+    (``measured.probe_step_s``, or the notebook's own when it was measured at another time or on another machine)."""
     e = times["notebooks"][stem]
-    probe = {**times["measured"]["probe_step_s"], **e.get("probe_step_s", {})}
+    probe = {**times["measured"]["probe_step_s"], **e.get("measured", {}).get("probe_step_s", {})}
     clock = f", clock_s={seconds(e['cpu_clock']):g}" if e.get("cpu_clock") else ""
     return (f"print(machine_probe.time_report(settings.mode, settings.device, fast_s={seconds(e['fast']):g}, "
             f"cpu_s={seconds(e['cpu']):g}{clock}, fast_probe_s={probe['fast']:g}, cpu_probe_s={probe['cpu']:g}))")

@@ -29,7 +29,9 @@ def test_the_table_is_complete_and_labelled():
     for path in NOTEBOOKS:
         entry = times["notebooks"].get(path.stem)
         assert entry is not None, f"{path.name}: add an entry to benchmarks/notebook_times.json"
-        assert set(entry) - {"cpu_clock"} == {"fast", "cpu", "gpu", "gpu_note"}, (path.name, set(entry))
+        assert set(entry) - {"cpu_clock", "measured"} == {"fast", "cpu", "gpu", "gpu_note"}, (path.name, set(entry))
+        for key in ("date", "machine", "bf16_native", "torch", "how", "probe_step_s"):  # re-timed alone: its own context
+            assert "measured" not in entry or key in entry["measured"], (path.name, key)
         if "cpu_clock" in entry:  # the clock-bound part of the cpu time cannot exceed it
             assert 0 < nt.seconds(entry["cpu_clock"]) <= nt.seconds(entry["cpu"]), (path.name, entry)
         if not times["gpu"]["measured"]:  # until a GPU has run them, no gpu figure may look like a measurement
@@ -44,8 +46,8 @@ def test_readme_map_and_time_lines_agree_with_the_table():
 def test_every_time_line_names_the_machine_and_bf16():
     times = nt.load_times()
     for path in NOTEBOOKS:
-        line = nt.time_line(times, path.stem)
-        assert times["measured"]["date"] in line and times["measured"]["machine"] in line
+        line, where = nt.time_line(times, path.stem), nt.context(times, path.stem)
+        assert where["date"] in line and where["machine"] in line
         assert "native bf16" in line
 
 
@@ -104,11 +106,27 @@ def test_probe_line_reads_the_table():
         nt.seconds("not measured")
 
 
+REFERENCE = {"date": "2026-12-02", "machine": "an idle 2-core x86-64 CPU", "bf16_native": True, "bf16_detail": "AVX512-BF16",
+             "torch": "2.14.1", "probe_step_s": {"fast": 0.3, "cpu": 0.25}}
+
+
 def test_a_notebook_measured_at_another_time_keeps_its_own_probe():
-    times = {"measured": {"probe_step_s": {"fast": 0.3, "cpu": 0.25}},
-             "notebooks": {"08_x": {"fast": "9 s", "cpu": "9.5 min", "cpu_clock": "8 min", "probe_step_s": {"cpu": 0.21}}}}
+    times = {"measured": REFERENCE,
+             "notebooks": {"08_x": {"fast": "9 s", "cpu": "9.5 min", "cpu_clock": "8 min",
+                                    "measured": {"probe_step_s": {"cpu": 0.21}}}}}
     line = nt.probe_line(times, "08_x")
     assert "cpu_probe_s=0.21)" in line and "fast_probe_s=0.3," in line
+
+
+def test_a_notebook_retimed_on_another_machine_says_so_in_its_time_line():
+    """A notebook timed alone on another machine states that machine, date and bf16, not the course-wide ones."""
+    own = {"date": "2026-12-04", "machine": "an idle 2-core AMD EPYC", "bf16_native": False, "probe_step_s": {"cpu": 0.445}}
+    entry = {"fast": "20 s", "cpu": "9.6 min", "gpu": "not measured", "gpu_note": "x", "cpu_clock": "8 min"}
+    times = {"measured": REFERENCE, "notebooks": {"07_x": dict(entry), "08_x": {**entry, "measured": own}}}
+    line, other = nt.time_line(times, "08_x"), nt.time_line(times, "07_x")
+    assert "measured 2026-12-04 on an idle 2-core AMD EPYC without native bf16" in line and "AVX512" not in line
+    assert "measured 2026-12-02 on an idle 2-core x86-64 CPU with native bf16 (AVX512-BF16)" in other
+    assert "cpu_probe_s=0.445)" in nt.probe_line(times, "08_x") and "cpu_probe_s=0.25)" in nt.probe_line(times, "07_x")
 
 
 @pytest.mark.parametrize("place", ["README.md", "notebooks/00_welcome.ipynb"])
