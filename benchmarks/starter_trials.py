@@ -2,11 +2,11 @@
 and interpolate two checkpoints' EMA weights.
 
     # FID on the shipped classifier and class accuracy, 500 DDIM-50 samples, one line of JSON per CKPT,W,SEED
-    DDPM_DATA_DIR=<CIFAR-10> python benchmarks/starter_trials.py eval pretrained:cifar10,3,0 RUN/final.pt,0,0
+    DDPM_DATA_DIR=<CIFAR-10> python -m benchmarks.starter_trials eval pretrained:cifar10,3,0 RUN/final.pt,0,0
 
     # weight-space interpolation (a "model soup", Wortsman et al. 2022, arXiv:2203.05482):
     # EMA weights (1 - a) * A + a * B, written as a sampling checkpoint (fp32) with B's configs
-    python benchmarks/starter_trials.py soup pretrained:cifar10 RUN/final.pt 0.5 OUT.pt
+    python -m benchmarks.starter_trials soup pretrained:cifar10 RUN/final.pt 0.5 OUT.pt
 
 A checkpoint copied out of a run folder must be moved outside it: ``load_checkpoint`` refuses files in a run
 folder that match no checksum the run recorded.
@@ -20,9 +20,8 @@ import time
 
 import torch
 
-from ddpm_lib.evaluation.evaluate import evaluate
-from ddpm_lib.pretrained import classifier_path
 from ddpm_lib.training.checkpoint import export_slim, read_payload
+from tools.build_pretrained import measure_quality
 
 
 def soup(a_path: str, b_path: str, a: float, out: str) -> None:
@@ -38,16 +37,13 @@ def soup(a_path: str, b_path: str, a: float, out: str) -> None:
 
 
 def measure(spec: str, num: int) -> dict:
-    """``spec`` = ``CKPT,W,SEED``: FID on the shipped CIFAR-10 classifier (with its real-vs-real floor) and the
-    fraction of samples it labels with their requested class, for ``num`` DDIM-50 samples at guidance W."""
+    """``spec`` = ``CKPT,W,SEED``: what ``tools.build_pretrained`` records for the shipped file (FID on the shipped
+    CIFAR-10 classifier next to its floor, and how often it names the requested class), for ``num`` DDIM-50
+    samples of CKPT at guidance W."""
     ckpt, w, seed = spec.rsplit(",", 2)
     t = time.time()
-    r = evaluate(ckpt, num=num, sampler="ddim", steps=50, guidance=float(w), seed=int(seed), device="cpu",
-                 batch=256, classifier=classifier_path("cifar10"))
-    m, floor = r["metrics"], (r["floor"] or {}).get("fid")
-    return {"ckpt": ckpt, "w": float(w), "seed": int(seed), "num": num, "fid": round(m["fid"], 2),
-            "class_accuracy": m.get("class_accuracy"), "floor": floor and round(floor, 2),
-            "seconds": round(time.time() - t)}
+    q = measure_quality(ckpt, "cifar10", {"sampler": "ddim", "steps": 50}, num, int(seed), float(w))
+    return {"ckpt": ckpt, "seconds": round(time.time() - t), **q}
 
 
 def main() -> None:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_runs import full_payload  # tests/ is on sys.path under pytest
 
 from ddpm_lib.loading import load_model
 from ddpm_lib.training.checkpoint import save_checkpoint
-from test_runs import full_payload  # tests/ is on sys.path under pytest
 
 spec = importlib.util.spec_from_file_location("starter_trials", Path(__file__).parents[1] / "benchmarks/starter_trials.py")
 trials = importlib.util.module_from_spec(spec)
